@@ -1,0 +1,14 @@
+"""mmsaol: the Spatially Attentive Output Layer (Kim, Baek, Kim, CVPR 2020)
+for mmpretrain 1.x.
+
+Importing this package registers every mmsaol component in mmpretrain's
+registries (``custom_imports=dict(imports=['mmsaol'])`` in a config is
+enough) and installs the safe checkpoint loader.
+"""
+from . import datasets, models  # noqa: F401  (registers components)
+from .compat import install_safe_checkpoint_loader
+from .version import __version__
+
+install_safe_checkpoint_loader()
+
+__all__ = ['__version__']

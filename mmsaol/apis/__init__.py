@@ -1,0 +1,1 @@
+"""Python entries of the command-line tools."""

@@ -1,0 +1,132 @@
+"""Command-line entries behind ``tools/train.py`` and ``tools/test.py``.
+
+They are mmpretrain's own ``tools/train.py`` / ``tools/test.py`` (loaded from
+the installed mmpretrain, so the flags and their meaning are exactly
+mmpretrain's) with mmsaol imported, configs also looked up inside the
+installed mmsaol package, the host fixes of :mod:`mmsaol.compat.runtime`
+applied, and a few SAOL flags.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os.path as osp
+import sys
+from types import ModuleType
+from typing import List, Optional, Sequence, Tuple
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmsaol  # noqa: F401  (registers components, safe checkpoint loader)
+from mmsaol.compat.runtime import adapt_to_host
+
+PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def mmpretrain_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` of the installed mmpretrain."""
+    import mmpretrain
+    path = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
+                    f'{name}.py')
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'mmpretrain tool {path} is missing; reinstall mmpretrain==1.2.0 '
+            'from its wheel (it ships tools/ under mmpretrain/.mim).')
+    spec = importlib.util.spec_from_file_location(f'mmpretrain_tools_{name}',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve_config(path: str) -> str:
+    """A config path as given, or else the same path inside the installed
+    package (``pip install .`` ships ``configs/`` as ``mmsaol/.mim/configs``).
+    """
+    if osp.isfile(path):
+        return path
+    relative = path.split('configs/', 1)[-1]
+    for root in (osp.join(PACKAGE_DIR, '.mim', 'configs'),
+                 osp.join(osp.dirname(PACKAGE_DIR), 'configs')):
+        candidate = osp.join(root, relative)
+        if osp.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f'Config {path!r} not found (also looked in the installed mmsaol '
+        "configs). Give a path such as configs/saol_demo.py.")
+
+
+def _split_args(extra: argparse.ArgumentParser, tool: ModuleType,
+                argv: Sequence[str]) -> Tuple[argparse.Namespace,
+                                              argparse.Namespace]:
+    """Parse mmsaol's extra flags, then mmpretrain's own flags."""
+    if '-h' in argv or '--help' in argv:
+        sys.argv = [sys.argv[0], '--help']
+        try:
+            tool.parse_args()
+        finally:
+            extra.print_help()
+    ours, rest = extra.parse_known_args(argv)
+    saved = sys.argv
+    sys.argv = [saved[0], *rest]
+    try:
+        args = tool.parse_args()
+    finally:
+        sys.argv = saved
+    args.config = resolve_config(args.config)
+    return ours, args
+
+
+def _build_runner(cfg: Config) -> Runner:
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def train(argv: Optional[List[str]] = None) -> None:
+    """``tools/train.py``: mmpretrain's training entry with mmsaol."""
+    tool = mmpretrain_tool('train')
+    extra = argparse.ArgumentParser(
+        add_help=False, description='mmsaol additions to the flags above')
+    extra.add_argument('--seed', type=int, default=None,
+                       help='random seed (overrides randomness.seed)')
+    ours, args = _split_args(extra, tool, sys.argv[1:] if argv is None
+                             else argv)
+    cfg = Config.fromfile(args.config)
+    cfg = tool.merge_args(cfg, args)
+    if ours.seed is not None:
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=ours.seed)
+    adapt_to_host(cfg, amp=args.amp)
+    _build_runner(cfg).train()
+
+
+def test(argv: Optional[List[str]] = None) -> dict:
+    """``tools/test.py``: mmpretrain's test entry with mmsaol."""
+    tool = mmpretrain_tool('test')
+    extra = argparse.ArgumentParser(
+        add_help=False, description='mmsaol additions to the flags above')
+    extra.add_argument(
+        '--head', choices=('saol', 'gapfc'), default=None,
+        help="which SAOLHead output to evaluate (model.head.test_output): "
+        "'saol' or the self-distilled 'gapfc' branch")
+    ours, args = _split_args(extra, tool, sys.argv[1:] if argv is None
+                             else argv)
+    if args.out is None and args.out_item is not None:
+        raise SystemExit('Use --out FILE together with --out-item.')
+    cfg = Config.fromfile(args.config)
+    cfg = tool.merge_args(cfg, args)
+    if ours.head is not None:
+        cfg.merge_from_dict({'model.head.test_output': ours.head})
+    adapt_to_host(cfg, amp=False)
+    runner = _build_runner(cfg)
+    if args.out and args.out_item in ('pred', None):
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if args.out and args.out_item == 'metrics':
+        import mmengine
+        mmengine.dump(metrics, args.out)
+    return metrics

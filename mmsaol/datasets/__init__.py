@@ -1,0 +1,3 @@
+from .digits_canvas import DigitsCanvas, render_canvas
+
+__all__ = ['DigitsCanvas', 'render_canvas']

@@ -1,0 +1,6 @@
+from .cutmix import GeometryCutMix, MixGeometry
+from .data_preprocessor import SAOLDataPreprocessor, geometry_augments
+from .geometry import box_to_cell_coverage, paste_maps
+
+__all__ = ['GeometryCutMix', 'MixGeometry', 'SAOLDataPreprocessor',
+           'box_to_cell_coverage', 'geometry_augments', 'paste_maps']

@@ -1,0 +1,129 @@
+"""ImageClassifier that feeds SAOL's self-annotated self-supervision."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, Optional
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..batch_augments.data_preprocessor import (
+    UNMIXED_INPUT,
+    SAOLDataPreprocessor,
+    geometry_augments,
+)
+
+UNMIXED_NORM_MODES = ('batch', 'running')
+
+
+@contextlib.contextmanager
+def frozen_norm_statistics(model: nn.Module, mode: str) -> Iterator[None]:
+    """Run a forward without touching any BatchNorm running statistics.
+
+    ``mode='batch'``: normalise with the batch's own statistics, as the
+    training forward does (so the un-mixed maps come from the same function
+    as the mixed ones), but do not update ``running_mean``/``running_var``/
+    ``num_batches_tracked``. ``mode='running'``: normalise with the running
+    statistics (the evaluation-mode function).
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    saved = [(m, m.training, m.track_running_stats) for m in norms]
+    try:
+        for m in norms:
+            if mode == 'batch':
+                m.track_running_stats = False
+            else:
+                m.eval()
+        yield
+    finally:
+        for m, training, track in saved:
+            m.train(training)
+            m.track_running_stats = track
+
+
+@MODELS.register_module()
+class SAOLClassifier(ImageClassifier):
+    """:class:`ImageClassifier` for SAOL with CutMix self-supervision.
+
+    Identical to ``ImageClassifier`` (same arguments, same checkpoints, same
+    ``tensor``/``predict`` modes) except that:
+
+    - its data preprocessor defaults to :class:`SAOLDataPreprocessor`, which
+      carries :class:`GeometryCutMix`'s boxes to the head;
+    - at build time it checks that a head with ``self_supervision`` has the
+      augment and preprocessor it needs, and tells the augment to keep the
+      un-mixed batch when the head's target is ``'self'``;
+    - in ``loss`` it forwards the un-mixed batch through the backbone
+      without gradient (only for CutMix batches) and passes its maps to the
+      head, which cut-and-pastes them into the self-annotated targets.
+
+    Args:
+        unmixed_norm (str): How BatchNorm layers normalise the un-mixed
+            forward: ``'batch'`` (default: batch statistics like the training
+            forward, running statistics untouched, so the extra forward
+            leaves no trace in the model) or ``'running'`` (evaluation-mode
+            statistics).
+        **kwargs: Arguments of :class:`ImageClassifier`.
+    """
+
+    def __init__(self, *args, unmixed_norm: str = 'batch', **kwargs) -> None:
+        if unmixed_norm not in UNMIXED_NORM_MODES:
+            raise ValueError(f'model.unmixed_norm must be one of '
+                             f'{UNMIXED_NORM_MODES}, got {unmixed_norm!r}.')
+        preprocessor = kwargs.get('data_preprocessor')
+        if preprocessor is None or isinstance(preprocessor, dict):
+            preprocessor = dict(preprocessor or {})
+            preprocessor.setdefault('type', 'SAOLDataPreprocessor')
+            kwargs['data_preprocessor'] = preprocessor
+        super().__init__(*args, **kwargs)
+        self.unmixed_norm = unmixed_norm
+        self._check_self_supervision()
+
+    def _check_self_supervision(self) -> None:
+        head = self.head
+        if getattr(head, 'self_supervision', None) is None:
+            return
+        if not isinstance(self.data_preprocessor, SAOLDataPreprocessor):
+            raise ValueError(
+                'head.self_supervision needs the CutMix geometry, which only '
+                "SAOLDataPreprocessor carries: remove data_preprocessor.type "
+                "or set it to 'SAOLDataPreprocessor' (got "
+                f'{type(self.data_preprocessor).__name__}).')
+        augments = geometry_augments(self.data_preprocessor)
+        if not augments:
+            raise ValueError(
+                'head.self_supervision is set but model.train_cfg.augments '
+                'has no GeometryCutMix, so no batch would ever carry a pasted '
+                "box: use train_cfg=dict(augments=dict(type='GeometryCutMix', "
+                'alpha=1.0)) (it may sit in a list next to Mixup), or set '
+                'head.self_supervision=None.')
+        if head.needs_unmixed_forward:
+            for augment in augments:
+                augment.keep_unmixed = True
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List[DataSample]) -> dict:
+        """Losses of a batch; adds the un-mixed no-grad forward when the
+        head's self-supervision targets are self-annotated."""
+        feats = self.extract_feat(inputs)
+        unmixed_feats = None
+        if getattr(self.head, 'needs_unmixed_forward', False) and \
+                UNMIXED_INPUT in data_samples[0]:
+            unmixed = torch.stack([s.get(UNMIXED_INPUT) for s in data_samples])
+            with torch.no_grad(), frozen_norm_statistics(self,
+                                                         self.unmixed_norm):
+                unmixed_feats = self.extract_feat(unmixed)
+        return self.head.loss(feats, data_samples,
+                              unmixed_feats=unmixed_feats)
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                **kwargs) -> List[DataSample]:
+        """Predict; ``with_maps=True`` attaches SAOL's maps (see
+        :meth:`SAOLHead.predict`)."""
+        feats = self.extract_feat(inputs)
+        return self.head.predict(feats, data_samples, **kwargs)

@@ -1,0 +1,490 @@
+"""Spatially Attentive Output Layer (SAOL) head."""
+from __future__ import annotations
+
+import copy
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmpretrain.models.heads import ClsHead
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch import Tensor
+
+from ..batch_augments.data_preprocessor import (
+    MIX_BOX,
+    MIX_IMAGE_SIZE,
+    MIX_PARTNER,
+)
+from ..batch_augments.geometry import box_to_cell_coverage, paste_maps
+from .functional import (
+    class_maps,
+    log_class_softmax,
+    log_spatial_softmax,
+    resize_to_grid,
+    saol_log_output,
+)
+
+SELF_SUPERVISION_TARGETS = ('self', 'label')
+TEST_OUTPUTS = ('saol', 'gapfc')
+ATTENTION_INPUTS = ('reduced', 'last')
+
+
+class SAOLOutputs(NamedTuple):
+    """Everything SAOL computes for a batch.
+
+    Attributes:
+        log_attention (Tensor): ``(N, h, w)`` log attention map ``log A``.
+        log_spatial (Tensor): ``(N, K, h, w)`` log spatial posteriors
+            ``log Y``.
+        log_probs (Tensor): ``(N, K)`` output ``log y``.
+        last_feat (Tensor): ``(N, C_L, h, w)`` last backbone map ``X^L``.
+    """
+
+    log_attention: Tensor
+    log_spatial: Tensor
+    log_probs: Tensor
+    last_feat: Tensor
+
+
+def _positive_ints(value, name: str) -> Tuple[int, ...]:
+    values = (value, ) if isinstance(value, int) else tuple(value)
+    if not values or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ValueError(f'{name} must be a positive int or a non-empty list '
+                         f'of positive ints, got {value!r}.')
+    return values
+
+
+@MODELS.register_module()
+class SAOLHead(ClsHead):
+    """Spatially Attentive Output Layer (Kim, Baek, Kim, CVPR 2020).
+
+    `Spatially Attentive Output Layer for Image Classification
+    <https://arxiv.org/abs/2004.07570>`_. Replaces GAP-FC on top of the
+    backbone's stage maps (set ``model.neck=None``):
+
+    - **spatial attention map** ``A``: last map -> ``k x k`` conv + BN + ReLU
+      -> 1x1 conv to one channel -> softmax over the ``h x w`` positions;
+    - **multi-scale spatial logits** ``Y``: every received stage map -> 1x1
+      conv + BN + ReLU to ``channels`` -> resized to the last map's grid ->
+      concatenated -> 1x1 conv to ``num_classes`` -> softmax over classes;
+    - **output** ``y_k = sum_ij A_ij Y_k,ij``; :meth:`forward` returns
+      ``log y`` (see :func:`saol_log_output`), so mmpretrain's losses,
+      metrics, TTA and FLOP counters work unchanged.
+
+    Optional parts, each switched on by its config dict:
+
+    - ``self_supervision``: CutMix location-specific losses on ``Y`` and
+      ``A`` (needs :class:`SAOLClassifier` and :class:`GeometryCutMix`);
+    - ``distillation``: a GAP-FC branch on the last map trained with the
+      ground truth and distilled from SAOL's output; ``test_output='gapfc'``
+      then predicts with it.
+
+    Args:
+        num_classes (int): Number of classes ``K``.
+        in_channels (int | Sequence[int]): Channels of each stage map the
+            backbone returns (``backbone.out_indices``), in order; the last
+            one is ``X^L``. E.g. ``(512, 1024, 2048)`` for ResNet-50 stages
+            2-4.
+        channels (int): Width each stage map is reduced to before fusion.
+            Defaults to 256 (keeps the ResNet-50 head within the 5% cost
+            budget: see README).
+        attention_channels (int, optional): Hidden width of the attention
+            branch. Defaults to ``channels``.
+        attention_kernel_size (int): Kernel of the attention branch's first
+            conv. Defaults to 3 (a 3x3 context, "two conv layers").
+        attention_input (str): ``'reduced'`` (default) feeds the attention
+            branch the last stage after its 1x1 reduction, which it shares
+            with the logits branch (cheap); ``'last'`` feeds the raw last
+            map ``X^L`` (the paper's wording, more parameters).
+        zero_init_attention (bool): Zero-initialise the attention output conv
+            so training starts from uniform attention (``y`` = mean of the
+            spatial posteriors). Defaults to True.
+        dropout (float): Dropout on the fused map before the logits conv.
+            Defaults to 0.
+        norm_cfg (dict): Norm layer of the conv blocks; ``dict(type='SyncBN')``
+            for synchronised BN. Defaults to ``dict(type='BN')``.
+        act_cfg (dict): Activation. Defaults to ``dict(type='ReLU')``.
+        loss (dict): Classification loss on ``log y``. Use
+            ``CrossEntropyLoss(use_soft=True)`` with batch augments.
+        self_supervision (dict, optional): ``target`` is ``'self'``
+            (self-annotated: the un-mixed batch's own ``Y``/``A``,
+            cut-and-pasted) or ``'label'`` (cut-and-pasted one-hot label
+            maps; no attention target). ``spatial_loss`` (default
+            ``SpatialLogitsLoss``) and ``attention_loss`` (default
+            ``AttentionLoss`` for ``'self'``; must be None for ``'label'``)
+            are loss configs or None. Defaults to None (off).
+        distillation (dict, optional): ``loss`` (default
+            ``SelfDistillLoss``) and ``gt_loss`` (default: the ``loss``
+            config) of the GAP-FC branch. Defaults to None (no branch).
+        test_output (str): ``'saol'`` (default) or ``'gapfc'`` (needs
+            ``distillation``): which branch :meth:`forward` and
+            :meth:`predict` report.
+        with_maps (bool): :meth:`predict` attaches ``attention_map``
+            ``(h, w)`` and ``class_maps`` ``(maps_topk, h, w)`` of the top
+            predicted classes (``class_map_labels``) to every sample.
+            Defaults to False.
+        maps_topk (int): How many class maps to attach. Defaults to 2.
+        topk (int | Tuple[int]): Top-k accuracy for ``cal_acc``.
+        cal_acc (bool): Compute training accuracy (hard labels only).
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: Union[int, Sequence[int]],
+                 channels: int = 256,
+                 attention_channels: Optional[int] = None,
+                 attention_kernel_size: int = 3,
+                 attention_input: str = 'reduced',
+                 zero_init_attention: bool = True,
+                 dropout: float = 0.0,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU'),
+                 loss: dict = dict(type='CrossEntropyLoss', loss_weight=1.0),
+                 self_supervision: Optional[dict] = None,
+                 distillation: Optional[dict] = None,
+                 test_output: str = 'saol',
+                 with_maps: bool = False,
+                 maps_topk: int = 2,
+                 topk: Union[int, Tuple[int]] = (1, ),
+                 cal_acc: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(loss=loss, topk=topk, cal_acc=cal_acc,
+                         init_cfg=init_cfg)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError('SAOLHead: num_classes must be a positive int '
+                             f'(the number of classes), got {num_classes!r}.')
+        self.num_classes = num_classes
+        self.in_channels = _positive_ints(in_channels, 'head.in_channels')
+        self.channels = _positive_ints(channels, 'head.channels')[0]
+        attention_channels = attention_channels or self.channels
+        _positive_ints(attention_channels, 'head.attention_channels')
+        if attention_input not in ATTENTION_INPUTS:
+            raise ValueError(f'head.attention_input must be one of '
+                             f'{ATTENTION_INPUTS}, got {attention_input!r}.')
+        if test_output not in TEST_OUTPUTS:
+            raise ValueError(f'head.test_output must be one of '
+                             f'{TEST_OUTPUTS}, got {test_output!r}.')
+        if test_output == 'gapfc' and distillation is None:
+            raise ValueError(
+                "head.test_output='gapfc' needs the GAP-FC branch: set "
+                'head.distillation=dict() (or test_output=\'saol\').')
+        if not 0 <= dropout < 1:
+            raise ValueError(f'head.dropout must be in [0, 1), got {dropout}.')
+        self.attention_input = attention_input
+        self.test_output = test_output
+        self.with_maps = with_maps
+        self.maps_topk = maps_topk
+
+        conv_kw = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.reduce_convs = nn.ModuleList(
+            ConvModule(c, self.channels, 1, **conv_kw)
+            for c in self.in_channels)
+        attn_in = self.channels if attention_input == 'reduced' \
+            else self.in_channels[-1]
+        self.attention = nn.Sequential(
+            ConvModule(attn_in, attention_channels, attention_kernel_size,
+                       padding=attention_kernel_size // 2, **conv_kw),
+            nn.Conv2d(attention_channels, 1, 1))
+        if zero_init_attention:
+            nn.init.zeros_(self.attention[-1].weight)
+            nn.init.zeros_(self.attention[-1].bias)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.spatial_cls = nn.Conv2d(self.channels * len(self.in_channels),
+                                     num_classes, 1)
+
+        self.self_supervision = self._build_self_supervision(
+            self_supervision)
+        self.gapfc = None
+        if distillation is not None:
+            distillation = dict(distillation)
+            self.gapfc = nn.Linear(self.in_channels[-1], num_classes)
+            self.distill_loss = MODELS.build(
+                distillation.pop('loss', dict(type='SelfDistillLoss')))
+            gt_loss = distillation.pop('gt_loss', copy.deepcopy(loss))
+            self.gapfc_loss = gt_loss if isinstance(gt_loss, nn.Module) \
+                else MODELS.build(gt_loss)
+            if distillation:
+                raise ValueError('head.distillation accepts only `loss` and '
+                                 f'`gt_loss`, got {sorted(distillation)}.')
+
+    # ------------------------------------------------------------------ build
+    def _build_self_supervision(self, cfg: Optional[dict]) -> Optional[dict]:
+        if cfg is None:
+            return None
+        cfg = dict(cfg)
+        target = cfg.pop('target', 'self')
+        if target not in SELF_SUPERVISION_TARGETS:
+            raise ValueError('head.self_supervision.target must be one of '
+                             f"{SELF_SUPERVISION_TARGETS} ('self': "
+                             "self-annotated maps, 'label': label maps), got "
+                             f'{target!r}.')
+        spatial = cfg.pop('spatial_loss', dict(type='SpatialLogitsLoss'))
+        attention = cfg.pop(
+            'attention_loss',
+            dict(type='AttentionLoss') if target == 'self' else None)
+        if cfg:
+            raise ValueError('head.self_supervision accepts only `target`, '
+                             '`spatial_loss` and `attention_loss`, got '
+                             f'{sorted(cfg)}.')
+        if target == 'label' and attention is not None:
+            raise ValueError(
+                "head.self_supervision.target='label' gives no attention "
+                'target; set self_supervision.attention_loss=None or use '
+                "target='self'.")
+        if spatial is None and attention is None:
+            raise ValueError('head.self_supervision enables no loss: give '
+                             'spatial_loss and/or attention_loss, or set '
+                             'head.self_supervision=None.')
+        self.spatial_loss = MODELS.build(spatial) if spatial else None
+        self.attention_loss = MODELS.build(attention) if attention else None
+        return dict(target=target)
+
+    @property
+    def needs_unmixed_forward(self) -> bool:
+        """Whether the loss needs the un-mixed batch's maps (mode 'self')."""
+        return bool(self.self_supervision) and \
+            self.self_supervision['target'] == 'self'
+
+    # ---------------------------------------------------------------- forward
+    def _check_feats(self, feats) -> Tuple[Tensor, ...]:
+        """Turn the backbone output into a tuple of maps and say exactly
+        which config field to change when it does not fit."""
+        if isinstance(feats, Tensor):
+            feats = (feats, )
+        feats = tuple(feats)
+        for i, f in enumerate(feats):
+            if f.ndim != 4:
+                raise ValueError(
+                    f'SAOLHead needs (N, C, H, W) feature maps, but input {i} '
+                    f'has shape {tuple(f.shape)}. Set model.neck=None (a '
+                    'pooling neck removes the spatial grid SAOL works on) and '
+                    "use the backbone's feature-map output (e.g. "
+                    "out_type='featmap' for ViT).")
+        got = tuple(int(f.shape[1]) for f in feats)
+        if len(got) != len(self.in_channels):
+            raise ValueError(
+                f'SAOLHead received {len(got)} feature maps (channels {got}) '
+                f'but head.in_channels={self.in_channels} lists '
+                f'{len(self.in_channels)}. Make backbone.out_indices and '
+                'head.in_channels name the same stages, e.g. '
+                f'head.in_channels={got}.')
+        if got != self.in_channels:
+            raise ValueError(
+                f'head.in_channels={self.in_channels} does not match the '
+                f'channels of the stages selected by backbone.out_indices, '
+                f'{got}. Set head.in_channels={got}.')
+        return feats
+
+    def _fused_map(self, feats: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor]:
+        """Reduced, resized and concatenated multi-scale map, and the reduced
+        last map."""
+        grid = feats[-1].shape[-2:]
+        reduced = []
+        for conv, feat in zip(self.reduce_convs, feats):
+            if feat.shape[-2] >= grid[0] and feat.shape[-1] >= grid[1]:
+                # Pool first: the 1x1 conv then runs on the small grid.
+                reduced.append(conv(resize_to_grid(feat, grid)))
+            else:
+                reduced.append(resize_to_grid(conv(feat), grid))
+        return torch.cat(reduced, dim=1), reduced[-1]
+
+    def saol_outputs(self, feats: Tuple[Tensor, ...]) -> SAOLOutputs:
+        """Attention map, spatial posteriors and output of a batch.
+
+        Args:
+            feats (tuple[Tensor]): Stage maps from the backbone.
+
+        Returns:
+            SAOLOutputs: all maps, in float32.
+        """
+        feats = self._check_feats(feats)
+        fused, reduced_last = self._fused_map(feats)
+        attn_in = reduced_last if self.attention_input == 'reduced' \
+            else feats[-1]
+        log_attention = log_spatial_softmax(self.attention(attn_in))
+        log_spatial = log_class_softmax(self.spatial_cls(self.dropout(fused)))
+        return SAOLOutputs(log_attention, log_spatial,
+                           saol_log_output(log_attention, log_spatial),
+                           feats[-1])
+
+    def gapfc_logits(self, last_feat: Tensor) -> Tensor:
+        """Logits of the GAP-FC branch on the last map."""
+        if self.gapfc is None:
+            raise RuntimeError(
+                'This SAOLHead has no GAP-FC branch; set head.distillation.')
+        return self.gapfc(last_feat.mean(dim=(2, 3)))
+
+    def pre_logits(self, feats: Tuple[Tensor, ...]) -> Tensor:
+        """Attention-pooled fused feature ``sum_ij A_ij F_ij``, ``(N, C)``:
+        the image embedding SAOL classifies (used by feature extraction)."""
+        feats = self._check_feats(feats)
+        fused, reduced_last = self._fused_map(feats)
+        attn_in = reduced_last if self.attention_input == 'reduced' \
+            else feats[-1]
+        attention = log_spatial_softmax(self.attention(attn_in)).exp()
+        return torch.einsum('nchw,nhw->nc', fused.float(), attention)
+
+    def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
+        """``log y`` of SAOL, or the GAP-FC logits when
+        ``test_output='gapfc'``. Either way ``softmax`` of it is the
+        prediction."""
+        if self.test_output == 'gapfc':
+            return self.gapfc_logits(self._check_feats(feats)[-1])
+        return self.saol_outputs(feats).log_probs
+
+    # ------------------------------------------------------------------- loss
+    def _targets(self, data_samples: List[DataSample]) -> Tensor:
+        if 'gt_score' in data_samples[0]:
+            target = torch.stack([s.gt_score for s in data_samples])
+            if target.shape[1] != self.num_classes:
+                raise ValueError(
+                    f'The data gives {target.shape[1]}-class scores but '
+                    f'head.num_classes={self.num_classes}; set '
+                    'data_preprocessor.num_classes and model.head.num_classes '
+                    'to the number of classes of the data set.')
+            return target
+        target = torch.cat([s.gt_label for s in data_samples])
+        if target.numel() and int(target.max()) >= self.num_classes:
+            raise ValueError(
+                f'A ground-truth label is {int(target.max())} but '
+                f'head.num_classes={self.num_classes}; set model.head.'
+                'num_classes to the number of classes of the data set.')
+        return target
+
+    def loss(self, feats: Tuple[Tensor, ...], data_samples: List[DataSample],
+             unmixed_feats: Optional[Tuple[Tensor, ...]] = None,
+             **kwargs) -> dict:
+        """Losses of a training batch.
+
+        Args:
+            feats (tuple[Tensor]): Stage maps of the (mixed) batch.
+            data_samples (List[DataSample]): Samples with ``gt_label`` /
+                ``gt_score`` and, after :class:`GeometryCutMix`, the mix
+                geometry.
+            unmixed_feats (tuple[Tensor], optional): Stage maps of the
+                un-mixed batch, computed without gradient by
+                :class:`SAOLClassifier` for ``self_supervision.target='self'``.
+
+        Returns:
+            dict[str, Tensor]: ``loss_cls`` and, when enabled,
+            ``loss_gapfc``, ``loss_distill``, ``loss_spatial``,
+            ``loss_attention``.
+        """
+        out = self.saol_outputs(feats)
+        target = self._targets(data_samples)
+        batch = out.log_probs.size(0)
+        losses = dict(loss_cls=self.loss_module(
+            out.log_probs, target, avg_factor=batch, **kwargs))
+        if self.gapfc is not None:
+            logits = self.gapfc_logits(out.last_feat)
+            losses['loss_gapfc'] = self.gapfc_loss(
+                logits, target, avg_factor=batch, **kwargs)
+            losses['loss_distill'] = self.distill_loss(logits, out.log_probs)
+        if self.self_supervision is not None:
+            losses.update(
+                self._location_losses(out, data_samples, unmixed_feats))
+        if self.cal_acc:
+            losses.update(self._accuracy(out.log_probs, target))
+        return losses
+
+    def _accuracy(self, scores: Tensor, target: Tensor) -> dict:
+        from mmpretrain.evaluation.metrics import Accuracy
+        if target.ndim != 1:
+            raise ValueError('head.cal_acc=True needs hard labels; turn it '
+                             'off when training with batch augments.')
+        acc = Accuracy.calculate(scores, target, topk=self.topk)
+        return {f'accuracy_top-{k}': a for k, a in zip(self.topk, acc)}
+
+    def _mix_coverage(self, data_samples: List[DataSample],
+                      grid: Sequence[int], device: torch.device
+                      ) -> Optional[Tuple[Tensor, Tensor]]:
+        """Per-cell pasted fraction ``(N, h, w)`` and partner ``(N,)`` of a
+        CutMix batch; None when the batch was not mixed by GeometryCutMix."""
+        if MIX_BOX not in data_samples[0]:
+            return None
+        boxes = torch.stack([s.get(MIX_BOX) for s in data_samples]).to(device)
+        partner = torch.stack(
+            [s.get(MIX_PARTNER) for s in data_samples]).to(device).long()
+        image_size = data_samples[0].metainfo[MIX_IMAGE_SIZE]
+        return box_to_cell_coverage(boxes, image_size, grid), partner
+
+    def _location_losses(self, out: SAOLOutputs,
+                         data_samples: List[DataSample],
+                         unmixed_feats: Optional[Tuple[Tensor, ...]]) -> dict:
+        """CutMix location-specific self-supervision (paper Sec. 3)."""
+        grid = out.log_spatial.shape[-2:]
+        mix = self._mix_coverage(data_samples, grid, out.log_spatial.device)
+        names = [n for n, m in (('loss_spatial', self.spatial_loss),
+                                ('loss_attention', self.attention_loss)) if m]
+        if mix is None:
+            # Mixup / identity batch: nothing was pasted. Exact zeros that
+            # stay in the graph keep the logged keys and DDP stable.
+            zero = out.log_spatial.sum() * 0.0
+            return {name: zero for name in names}
+        coverage, partner = mix
+        losses = {}
+        if self.self_supervision['target'] == 'label':
+            labels = torch.cat([s.gt_label for s in data_samples])
+            onehot = F.one_hot(labels, self.num_classes).float()
+            label_maps = onehot[:, :, None, None].expand(-1, -1, *grid)
+            losses['loss_spatial'] = self.spatial_loss(
+                out.log_spatial, paste_maps(label_maps, partner, coverage))
+            return losses
+        if unmixed_feats is None:
+            raise RuntimeError(
+                "head.self_supervision.target='self' needs the un-mixed "
+                "batch: use model.type='SAOLClassifier' (it forwards the "
+                "un-mixed "
+                'images without gradient), or set self_supervision.target='
+                "'label'.")
+        with torch.no_grad():
+            clean = self.saol_outputs(unmixed_feats)
+        if self.spatial_loss is not None:
+            losses['loss_spatial'] = self.spatial_loss(
+                out.log_spatial,
+                paste_maps(clean.log_spatial.exp(), partner, coverage))
+        if self.attention_loss is not None:
+            target = paste_maps(clean.log_attention.exp(), partner, coverage)
+            target = target / target.sum(dim=(1, 2), keepdim=True).clamp(
+                min=torch.finfo(target.dtype).tiny)
+            losses['loss_attention'] = self.attention_loss(
+                out.log_attention, target)
+        return losses
+
+    # ---------------------------------------------------------------- predict
+    def predict(self,
+                feats: Tuple[Tensor, ...],
+                data_samples: Optional[List[Optional[DataSample]]] = None,
+                with_maps: Optional[bool] = None) -> List[DataSample]:
+        """Predict, and optionally attach SAOL's maps to every sample.
+
+        Args:
+            feats (tuple[Tensor]): Stage maps from the backbone.
+            data_samples (List[DataSample], optional): Samples to fill.
+            with_maps (bool, optional): Attach ``attention_map`` ``(h, w)``,
+                ``class_maps`` ``(k, h, w)`` (``A * Y_c`` of the top-k
+                predicted classes of the reported branch) and
+                ``class_map_labels`` ``(k,)``. Defaults to ``self.with_maps``.
+
+        Returns:
+            List[DataSample]: samples with ``pred_score``/``pred_label``.
+        """
+        with_maps = self.with_maps if with_maps is None else with_maps
+        if not with_maps:
+            return self._get_predictions(self(feats), data_samples)
+        out = self.saol_outputs(feats)
+        scores = out.log_probs if self.test_output == 'saol' \
+            else self.gapfc_logits(out.last_feat)
+        samples = self._get_predictions(scores, data_samples)
+        k = min(self.maps_topk, self.num_classes)
+        top = scores.topk(k, dim=1).indices
+        maps = class_maps(out.log_attention, out.log_spatial, top)
+        for i, sample in enumerate(samples):
+            sample.set_field(out.log_attention[i].exp(), 'attention_map')
+            sample.set_field(maps[i], 'class_maps')
+            sample.set_field(top[i], 'class_map_labels')
+        return samples

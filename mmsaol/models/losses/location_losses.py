@@ -1,0 +1,104 @@
+"""SAOL's location-specific self-supervision losses (paper Sec. 3)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+CRITERIA = ('kl', 'ce')
+
+
+def distribution_loss(log_pred: Tensor, target: Tensor, dim: int | tuple,
+                      criterion: str = 'kl') -> Tensor:
+    r"""Per-distribution divergence between a target and a log-prediction.
+
+    ``ce``: :math:`-\sum t \log p`; ``kl``: :math:`\sum t (\log t - \log p)`,
+    which equals ``ce`` minus the target's entropy: the same gradient, but
+    zero exactly when the prediction matches the target.
+
+    Args:
+        log_pred (Tensor): log-probabilities, normalised over ``dim``.
+        target (Tensor): probabilities of the same shape, normalised over
+            ``dim``; no gradient flows into it.
+        dim (int | tuple): the dimension(s) that form one distribution.
+        criterion (str): ``'kl'`` or ``'ce'``.
+
+    Returns:
+        Tensor: the loss with ``dim`` reduced away.
+    """
+    target = target.detach().float()
+    log_pred = log_pred.float()
+    loss = -target * log_pred
+    if criterion == 'kl':
+        loss = loss + torch.xlogy(target, target)
+    return loss.sum(dim=dim)
+
+
+class _LocationLoss(nn.Module):
+    """Shared checks and weighting of the two location losses."""
+
+    def __init__(self, criterion: str = 'kl', loss_weight: float = 1.0
+                 ) -> None:
+        super().__init__()
+        if criterion not in CRITERIA:
+            raise ValueError(f'{type(self).__name__}.criterion must be one of '
+                             f'{CRITERIA}, got {criterion!r}.')
+        self.criterion = criterion
+        self.loss_weight = loss_weight
+
+    def _reduce(self, per_sample: Tensor, weight: Optional[Tensor]) -> Tensor:
+        """Weighted mean over samples; ``weight`` 0 drops a sample (e.g. one
+        that was not CutMix-ed). An all-zero weight gives an exact zero that
+        still belongs to the graph, so DDP sees the same parameters used."""
+        if weight is None:
+            return self.loss_weight * per_sample.mean()
+        weight = weight.to(per_sample.dtype)
+        return self.loss_weight * (per_sample * weight).sum() / \
+            weight.sum().clamp(min=1)
+
+
+@MODELS.register_module()
+class SpatialLogitsLoss(_LocationLoss):
+    """Per-location class-distribution loss on SAOL's spatial logits.
+
+    Compares the spatial class posteriors :math:`Y \\in [0,1]^{K\\times h
+    \\times w}` of a mixed image with a per-location target (the
+    cut-and-pasted posteriors of the un-mixed images, or a cut-and-pasted
+    one-hot label map), averaged over the locations and the weighted samples.
+
+    Args:
+        criterion (str): ``'kl'`` (default: zero when the maps match) or
+            ``'ce'`` (same gradient, offset by the target entropy).
+        loss_weight (float): multiplier of this term. Defaults to 1.0.
+    """
+
+    def forward(self, log_spatial: Tensor, target: Tensor,
+                weight: Optional[Tensor] = None) -> Tensor:
+        """Maps ``(N, K, h, w)``; per-sample ``weight`` ``(N,)``."""
+        per_location = distribution_loss(log_spatial, target, 1,
+                                         self.criterion)
+        return self._reduce(per_location.mean(dim=(1, 2)), weight)
+
+
+@MODELS.register_module()
+class AttentionLoss(_LocationLoss):
+    """Distribution loss on SAOL's spatial attention map.
+
+    The attention map :math:`A` is a distribution over the :math:`h \\times
+    w` positions; the target is the cut-and-pasted, renormalised attention of
+    the un-mixed images.
+
+    Args:
+        criterion (str): ``'kl'`` (default) or ``'ce'``.
+        loss_weight (float): multiplier of this term. Defaults to 1.0.
+    """
+
+    def forward(self, log_attention: Tensor, target: Tensor,
+                weight: Optional[Tensor] = None) -> Tensor:
+        """Maps ``(N, h, w)``; per-sample ``weight`` ``(N,)``."""
+        return self._reduce(
+            distribution_loss(log_attention, target, (1, 2), self.criterion),
+            weight)
