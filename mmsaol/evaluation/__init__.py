@@ -1,0 +1,19 @@
+"""Weakly-supervised localisation: the protocol as pure functions, the
+``WSOLMetric`` (registered in mmpretrain's METRICS) and the evaluation of a
+checkpoint with maps switched on."""
+from .wsol import (
+    box_iou,
+    boxes_from_map,
+    largest_component_box,
+    localization_ious,
+    normalize_map,
+    upsample_map,
+)
+from .wsol_eval import build_maps_model, evaluate_wsol, maps_config
+from .wsol_metric import WSOLMetric
+
+__all__ = [
+    'WSOLMetric', 'box_iou', 'boxes_from_map', 'build_maps_model',
+    'evaluate_wsol', 'largest_component_box', 'localization_ious',
+    'maps_config', 'normalize_map', 'upsample_map'
+]

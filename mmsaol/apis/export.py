@@ -1,0 +1,433 @@
+"""Export SAOLHead's self-distilled GAP-FC branch as a stock mmpretrain model.
+
+The paper (Sec. 3) attaches a conventional GAP-FC output to the backbone,
+distils SAOL's output into it, and lets the deployed model use either. This
+module turns a SAOL config + checkpoint into the GAP-FC model alone, as plain
+mmpretrain: an ``ImageClassifier`` with the same backbone (only its last
+output), ``GlobalAveragePooling`` and ``LinearClsHead``. The result loads,
+tests and trains with mmpretrain's own tools and never imports mmsaol:
+
+- ``<name>_gapfc.py``: the merged (``_base_``-free) config, every mmsaol type
+  replaced by its stock counterpart (:data:`STOCK_TYPES`), ``custom_imports``
+  of mmsaol removed; data sets of mmsaol types (the demo ``DigitsCanvas``)
+  are written to image folders and read back by mmpretrain's
+  ``CustomDataset``;
+- ``<name>_gapfc.pth``: ``{'state_dict', 'meta'}`` with only tensors and
+  plain Python values, so that ``torch.load(weights_only=True)`` (the default
+  since torch 2.6, used by stock mmengine) loads it without an allow-list.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import os.path as osp
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import mmcv
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope, Registry
+from mmpretrain import registry as mmpretrain_registry
+
+from mmsaol.compat.checkpoint import safe_torch_load
+from mmsaol.models.heads.saol_head import SAOLHead
+
+#: mmsaol types and the stock mmpretrain/mmengine type that replaces each in
+#: an exported config, with the arguments only the mmsaol type accepts.
+#: ``GeometryCutMix`` is mmpretrain's ``CutMix`` plus bookkeeping for SAOL
+#: (``per_sample_box=True`` becomes CutMix's one box per batch);
+#: ``CPUAmpOptimWrapper`` (written by ``--amp`` on a CPU host) becomes a
+#: plain ``OptimWrapper``: mmpretrain's ``--amp`` adds AMP back on a GPU.
+STOCK_TYPES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    'SAOLClassifier': ('ImageClassifier', ('unmixed_norm', )),
+    'SAOLDataPreprocessor': ('ClsDataPreprocessor', ()),
+    'GeometryCutMix': ('CutMix', ('per_sample_box', 'keep_unmixed')),
+    'CPUAmpOptimWrapper': ('OptimWrapper', ('dtype', )),
+}
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+GAPFC_KEYS = ('head.gapfc.weight', 'head.gapfc.bias')
+
+
+@dataclass
+class ExportResult:
+    """Files written by :func:`export_gapfc`.
+
+    Attributes:
+        config (str): the stock mmpretrain config.
+        checkpoint (str): the GAP-FC checkpoint.
+        data_dirs (List[str]): image folders written for data sets of mmsaol
+            types (empty when the config uses stock data sets).
+    """
+
+    config: str
+    checkpoint: str
+    data_dirs: List[str]
+
+
+def mmsaol_type_names() -> Dict[str, str]:
+    """Every type name mmsaol registers in mmpretrain's registries, mapped
+    to the registry's name."""
+    names = {}
+    for registry in vars(mmpretrain_registry).values():
+        if not isinstance(registry, Registry):
+            continue
+        for name, cls in registry.module_dict.items():
+            if getattr(cls, '__module__', '').split('.')[0] == 'mmsaol':
+                names[name] = registry.name
+    return names
+
+
+def _walk(node: Any, path: str = '') -> Iterator[Tuple[str, Any]]:
+    """``(dotted path, value)`` of every node of a config tree."""
+    yield path, node
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return
+    for key, value in items:
+        yield from _walk(value, f'{path}.{key}' if path else str(key))
+
+
+def _to_stock_types(node: Any) -> None:
+    """Replace the mmsaol types of :data:`STOCK_TYPES` in place, anywhere."""
+    for _, value in _walk(node):
+        if isinstance(value, dict) and value.get('type') in STOCK_TYPES:
+            stock, extra_args = STOCK_TYPES[value['type']]
+            value['type'] = stock
+            for arg in extra_args:
+                value.pop(arg, None)
+
+
+def _gapfc_model(model: dict) -> dict:
+    """The stock ``ImageClassifier`` config of a SAOL model's GAP-FC path."""
+    head = model['head']
+    head_cls = mmpretrain_registry.MODELS.get(head.get('type'))
+    if not (isinstance(head_cls, type) and issubclass(head_cls, SAOLHead)):
+        raise ValueError(
+            f"model.head.type is {head.get('type')!r}, not SAOLHead: there "
+            'is no GAP-FC branch to export.')
+    if head.get('distillation') is None:
+        raise ValueError(
+            'model.head.distillation is None: this SAOL head has no GAP-FC '
+            'branch to export. Train with model.head.distillation=dict() '
+            '(the self-distilled GAP-FC branch), then export that checkpoint.')
+    in_channels = head['in_channels']
+    last_channels = in_channels if isinstance(in_channels, int) \
+        else in_channels[-1]
+    backbone = copy.deepcopy(model['backbone'])
+    out_indices = backbone.get('out_indices')
+    if isinstance(out_indices, (list, tuple)):
+        # SAOL reads several stages; the GAP-FC branch only the last one.
+        backbone['out_indices'] = (out_indices[-1], )
+    gt_loss = head['distillation'].get('gt_loss', head.get('loss'))
+    linear_head = dict(type='LinearClsHead',
+                       num_classes=head['num_classes'],
+                       in_channels=last_channels)
+    if gt_loss is not None:
+        linear_head['loss'] = copy.deepcopy(gt_loss)
+    if 'topk' in head:
+        linear_head['topk'] = head['topk']
+    stock = dict(type='ImageClassifier', backbone=backbone,
+                 neck=dict(type='GlobalAveragePooling'), head=linear_head)
+    for key in ('data_preprocessor', 'train_cfg', 'init_cfg'):
+        if model.get(key) is not None:
+            stock[key] = copy.deepcopy(model[key])
+    return stock
+
+
+def _dump_dataset(dataset_cfg: dict, data_root: str, split: str) -> dict:
+    """Write a data set's images (after ``indices``) to
+    ``data_root/split/*.png`` with the annotation file ``data_root/split.txt``
+    and return the ``CustomDataset`` config (without pipeline) that reads
+    them back.
+
+    PNG is lossless, so the model sees exactly the same pixels. Only images
+    and labels are kept (e.g. the demo's ``gt_bbox`` is not).
+    """
+    from mmpretrain.registry import DATASETS
+    build_cfg = copy.deepcopy(dataset_cfg)
+    build_cfg['pipeline'] = []
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(build_cfg)
+    image_dir = osp.join(data_root, split)
+    os.makedirs(image_dir, exist_ok=True)
+    lines = []
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        image = info.get('img')
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
+            raise ValueError(
+                f"{dataset_cfg['type']} gives no uint8 'img' array; only "
+                'in-memory image data sets can be written to an image folder.'
+                ' Use a stock data set type in the config instead.')
+        name = f'{index:06d}.png'
+        mmcv.imwrite(image, osp.join(image_dir, name))
+        lines.append(f"{name} {int(info['gt_label'])}\n")
+    with open(osp.join(data_root, f'{split}.txt'), 'w') as f:
+        f.writelines(lines)
+    return dict(type='CustomDataset',
+                data_root=data_root,
+                ann_file=f'{split}.txt',
+                data_prefix=split,
+                metainfo=dict(classes=list(dataset.metainfo['classes'])),
+                test_mode=dataset.test_mode)
+
+
+def _dump_mmsaol_datasets(cfg: dict, data_root: str,
+                          mmsaol_types: Dict[str, str]) -> List[str]:
+    """Replace each dataloader's data set of an mmsaol type by an image
+    folder, in place; dataloaders with the same data set share one folder.
+    Each keeps its own pipeline, after a ``LoadImageFromFile``."""
+    written: List[Tuple[dict, dict]] = []
+    dirs = []
+    for loader in DATALOADERS:
+        dataset_cfg = (cfg.get(loader) or {}).get('dataset')
+        if dataset_cfg is None or dataset_cfg.get('type') not in mmsaol_types:
+            continue
+        source = {k: v for k, v in dataset_cfg.items() if k != 'pipeline'}
+        folder = next((f for s, f in written if s == source), None)
+        if folder is None:
+            split = loader.split('_')[0]
+            folder = _dump_dataset(dataset_cfg, data_root, split)
+            written.append((source, folder))
+            dirs.append(osp.join(data_root, split))
+        cfg[loader]['dataset'] = dict(
+            folder, pipeline=[dict(type='LoadImageFromFile'),
+                              *dataset_cfg.get('pipeline', [])])
+    if cfg.get('dataset_type') in mmsaol_types:
+        cfg['dataset_type'] = 'CustomDataset'
+    return dirs
+
+
+def _drop_mmsaol_imports(cfg: dict) -> None:
+    imports = cfg.get('custom_imports')
+    if imports is None:
+        return
+    kept = [m for m in imports.get('imports', [])
+            if m.split('.')[0] != 'mmsaol']
+    if kept:
+        imports['imports'] = kept
+    else:
+        cfg.pop('custom_imports')
+
+
+def _check_stock(cfg: Config, mmsaol_types: Dict[str, str]) -> None:
+    """Refuse to write a config that still needs mmsaol."""
+    for path, value in _walk(cfg.to_dict()):
+        if isinstance(value, str) and value in mmsaol_types:
+            raise ValueError(
+                f'{path} is {value!r}, an mmsaol {mmsaol_types[value]} with '
+                'no stock mmpretrain counterpart the exporter knows. Give a '
+                f'stock type with --cfg-options {path}=..., or remove it.')
+    lines = [line.strip() for line in cfg.pretty_text.splitlines()
+             if 'mmsaol' in line]
+    if lines:
+        raise ValueError(f'The exported config still mentions mmsaol: '
+                         f'{lines}. Override these fields with --cfg-options.')
+
+
+def stock_model_config(cfg: Config) -> dict:
+    """Model config of the stock GAP-FC twin of a SAOL config.
+
+    Raises:
+        ValueError: ``model.head`` is no :class:`SAOLHead` with
+            ``distillation``.
+    """
+    model = _gapfc_model(cfg.to_dict()['model'])
+    _to_stock_types(model)
+    return model
+
+
+def stock_config(cfg: Config, data_root: str) -> Tuple[Config, List[str]]:
+    """The stock mmpretrain config of a SAOL config's GAP-FC path.
+
+    The model becomes :func:`stock_model_config`; every other field stays,
+    with the mmsaol types of :data:`STOCK_TYPES` replaced, data sets of
+    mmsaol types written to image folders under ``data_root``, mmsaol
+    dropped from ``custom_imports`` and ``work_dir``/``load_from``/``resume``
+    reset.
+
+    Args:
+        cfg (Config): merged SAOL config.
+        data_root (str): folder for the images of data sets of mmsaol types.
+
+    Returns:
+        Tuple[Config, List[str]]: the new config and the image folders
+        written.
+
+    Raises:
+        ValueError: see :func:`stock_model_config`; or a field keeps an mmsaol
+            type that has no stock counterpart.
+    """
+    mmsaol_types = mmsaol_type_names()
+    new = cfg.to_dict()
+    new['model'] = stock_model_config(cfg)
+    _to_stock_types(new)
+    data_dirs = _dump_mmsaol_datasets(new, osp.abspath(data_root),
+                                      mmsaol_types)
+    _drop_mmsaol_imports(new)
+    for key in ('work_dir', 'load_from'):
+        new.pop(key, None)
+    new['resume'] = False
+    new_cfg = Config(new)
+    _check_stock(new_cfg, mmsaol_types)
+    return new_cfg, data_dirs
+
+
+def _require_gapfc(state_dict: Dict[str, torch.Tensor]) -> None:
+    missing = [k for k in GAPFC_KEYS if k not in state_dict]
+    if missing:
+        raise ValueError(
+            f'The checkpoint has no trained GAP-FC branch (missing '
+            f'{missing}): it was trained without model.head.distillation. '
+            'Train with model.head.distillation=dict() to export a GAP-FC '
+            'model.')
+
+
+def gapfc_state_dict(state_dict: Dict[str, torch.Tensor], model_cfg: dict
+                     ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Weights of the stock GAP-FC model from a SAOL state dict.
+
+    ``backbone.*`` carries over (SAOL and GAP-FC share the backbone);
+    ``head.gapfc.{weight,bias}`` becomes ``head.fc.{weight,bias}``. The stock
+    model is built from ``model_cfg`` and loads the result strictly, so a
+    checkpoint that does not fit the config is refused here.
+
+    Args:
+        state_dict (dict): the SAOL model's ``state_dict`` (a ``module.``
+            prefix is removed).
+        model_cfg (dict): config of the stock model
+            (:func:`stock_model_config`).
+
+    Returns:
+        Tuple[dict, List[str]]: the new state dict, and the backbone keys of
+        the SAOL checkpoint the stock backbone has no use for (e.g. norms of
+        outputs it no longer returns).
+
+    Raises:
+        ValueError: no ``head.gapfc.*`` weights, or weights that do not fit
+            ``model_cfg``.
+    """
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                  for k, v in state_dict.items()}
+    _require_gapfc(state_dict)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = mmpretrain_registry.MODELS.build(copy.deepcopy(model_cfg))
+    wanted = model.state_dict()
+    new = {k: v.detach().cpu().clone() for k, v in state_dict.items()
+           if k.startswith('backbone.') and k in wanted}
+    new['head.fc.weight'] = state_dict['head.gapfc.weight'].detach().cpu()
+    new['head.fc.bias'] = state_dict['head.gapfc.bias'].detach().cpu()
+    dropped = sorted(k for k in state_dict
+                     if k.startswith('backbone.') and k not in wanted)
+    try:
+        model.load_state_dict(new, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            'The checkpoint does not fit the config (is it the checkpoint of '
+            f'this config?): {err}') from err
+    return new, dropped
+
+
+def _classes(meta: dict, cfg: Config) -> Optional[List[str]]:
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes is None:
+        dataset = (cfg.get('test_dataloader') or {}).get('dataset', {})
+        classes = (dataset.get('metainfo') or {}).get('classes')
+    return None if classes is None else [str(c) for c in classes]
+
+
+def export_gapfc(config: str,
+                 checkpoint: str,
+                 out_dir: str,
+                 cfg_options: Optional[dict] = None) -> ExportResult:
+    """Export the GAP-FC branch of a self-distilled SAOL model.
+
+    Args:
+        config (str): SAOL config file (e.g. ``configs/saol_demo.py`` or the
+            copy in the training work_dir).
+        checkpoint (str): checkpoint of that config, trained with
+            ``model.head.distillation``.
+        out_dir (str): output folder (created); receives
+            ``<name>_gapfc.py``, ``<name>_gapfc.pth`` and, for data sets of
+            mmsaol types, ``data/<split>/`` image folders.
+        cfg_options (dict, optional): overrides merged into ``config`` first,
+            as ``--cfg-options`` does.
+
+    Returns:
+        ExportResult: the paths written.
+
+    Raises:
+        ValueError: the config's head has no distillation, the checkpoint has
+            no ``head.gapfc.*`` weights or does not fit the config, or the
+            config uses an mmsaol type without a stock counterpart. Nothing
+            is written then, except data set images for the last case.
+    """
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model_cfg = stock_model_config(cfg)
+    source = safe_torch_load(checkpoint, map_location='cpu')
+    source_meta = source.get('meta') or {}
+    weights, dropped = gapfc_state_dict(source.get('state_dict', source),
+                                        model_cfg)
+
+    os.makedirs(out_dir, exist_ok=True)
+    new_cfg, data_dirs = stock_config(cfg, osp.join(out_dir, 'data'))
+    meta: Dict[str, Any] = dict(
+        exported_from=dict(config=osp.abspath(config),
+                           checkpoint=osp.abspath(checkpoint),
+                           branch='head.gapfc'))
+    for key in ('epoch', 'iter'):
+        if isinstance(source_meta.get(key), int):
+            meta[key] = source_meta[key]
+    classes = _classes(source_meta, new_cfg)
+    if classes is not None:
+        meta['dataset_meta'] = dict(classes=classes)
+    if dropped:
+        meta['dropped_keys'] = dropped
+
+    name = osp.splitext(osp.basename(config))[0] + '_gapfc'
+    config_path = osp.join(out_dir, f'{name}.py')
+    checkpoint_path = osp.join(out_dir, f'{name}.pth')
+    new_cfg.dump(config_path)
+    torch.save(dict(state_dict=weights, meta=meta), checkpoint_path)
+    return ExportResult(config_path, checkpoint_path, data_dirs)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Arguments of ``tools/export_gapfc.py``."""
+    parser = argparse.ArgumentParser(
+        description="Export a self-distilled SAOL model's GAP-FC branch as "
+        'a stock mmpretrain config + checkpoint (ImageClassifier, '
+        'GlobalAveragePooling, LinearClsHead) that needs no mmsaol.')
+    parser.add_argument('config', help='SAOL config file')
+    parser.add_argument('checkpoint', help='SAOL checkpoint, trained with '
+                        'model.head.distillation')
+    parser.add_argument('out_dir', help='output folder')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the SAOL config before exporting, '
+        'xxx=yyy format, as in tools/train.py')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> ExportResult:
+    """``tools/export_gapfc.py``."""
+    from mmsaol.apis.cli import resolve_config
+    args = parse_args(argv)
+    try:
+        result = export_gapfc(resolve_config(args.config), args.checkpoint,
+                              args.out_dir, args.cfg_options)
+    except ValueError as err:
+        raise SystemExit(f'export_gapfc: {err}') from err
+    print(f'config:     {result.config}\ncheckpoint: {result.checkpoint}')
+    for folder in result.data_dirs:
+        print(f'images:     {folder}')
+    return result

@@ -1,0 +1,153 @@
+"""Weakly-supervised object localisation (WSOL) as pure functions.
+
+The standard protocol (Zhou et al., CVPR 2016; Choe et al., CVPR 2020),
+used by the SAOL paper (Kim, Baek, Kim, CVPR 2020, Sec. 4): a class map
+(or SAOL's attention map) is upsampled to the image, min-max normalised,
+thresholded; the bounding box of the largest connected component is the
+estimated box, correct when its IoU with a ground-truth box reaches the IoU
+threshold. Boxes are ``(x1, y1, x2, y2)`` in pixels, half-open: a box that
+covers pixel columns ``0..w-1`` is ``(0, y1, w, y2)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import Tensor
+
+# 8-connectivity: pixels touching by a corner belong to one component, as
+# with the contours (cv2.findContours) of the reference WSOL code.
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def upsample_map(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """Resize feature-resolution maps to an image size.
+
+    Bilinear, ``align_corners=False`` (each map cell covers its stride-sized
+    patch of the image, as the feature grid does).
+
+    Args:
+        maps (Tensor): ``(h, w)``, ``(k, h, w)`` or ``(n, k, h, w)`` maps.
+        size (Sequence[int]): ``(H, W)`` of the image, e.g. a sample's
+            ``img_shape`` (the network input) or ``ori_shape`` (the image
+            before the test pipeline resized it).
+
+    Returns:
+        Tensor: the maps at ``(H, W)``, same leading dimensions; float64
+        for float64 input, float32 otherwise.
+    """
+    if maps.ndim not in (2, 3, 4):
+        raise ValueError('upsample_map takes (h, w), (k, h, w) or '
+                         f'(n, k, h, w) maps, got shape {tuple(maps.shape)}.')
+    size = (int(size[0]), int(size[1]))
+    lead = maps.shape[:-2]
+    dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
+    flat = maps.to(dtype).reshape(1, -1, *maps.shape[-2:])
+    out = F.interpolate(flat, size=size, mode='bilinear', align_corners=False)
+    return out.reshape(*lead, *size)
+
+
+def normalize_map(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max normalise a map to ``[0, 1]``.
+
+    A constant map has no preferred location: every pixel is its maximum,
+    so it normalises to ones (its box is the whole image at any threshold).
+    Differences below 1e-9 of the map's magnitude count as constant: they
+    are rounding left by upsampling a constant map, not evidence.
+    """
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    low, high = heatmap.min(), heatmap.max()
+    if high - low <= 1e-9 * max(abs(high), abs(low)):
+        return np.ones_like(heatmap)
+    return (heatmap - low) / (high - low)
+
+
+def largest_component_box(mask: np.ndarray) -> np.ndarray:
+    """Bounding box of the largest 8-connected component of a binary mask.
+
+    Args:
+        mask (np.ndarray): ``(H, W)`` boolean mask.
+
+    Returns:
+        np.ndarray: ``(4,)`` float box ``(x1, y1, x2, y2)``, half-open; all
+        zeros (an empty box, IoU 0 with anything) when the mask is empty.
+        Ties between equally large components go to the first in raster
+        order.
+    """
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return np.zeros(4)
+    sizes = np.bincount(labels.ravel())[1:]
+    rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
+    return np.array([cols.start, rows.start, cols.stop, rows.stop],
+                    dtype=np.float64)
+
+
+def boxes_from_map(heatmap: np.ndarray,
+                   thresholds: Sequence[float]) -> np.ndarray:
+    """Estimated boxes of a map at several thresholds.
+
+    Args:
+        heatmap (np.ndarray): ``(H, W)`` map at image resolution (not yet
+            normalised).
+        thresholds (Sequence[float]): Thresholds in ``[0, 1]`` on the
+            min-max normalised map; a pixel is kept when its value is
+            ``>= threshold``.
+
+    Returns:
+        np.ndarray: ``(T, 4)`` boxes, one per threshold.
+    """
+    normalized = normalize_map(heatmap)
+    return np.stack([largest_component_box(normalized >= t)
+                     for t in thresholds])
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of ``(x1, y1, x2, y2)`` boxes.
+
+    Args:
+        boxes_a (np.ndarray): ``(A, 4)`` (or ``(4,)``) boxes.
+        boxes_b (np.ndarray): ``(B, 4)`` (or ``(4,)``) boxes.
+
+    Returns:
+        np.ndarray: ``(A, B)`` IoUs; 0 where the union is empty.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    width = (np.minimum(a[:, None, 2], b[None, :, 2]) -
+             np.maximum(a[:, None, 0], b[None, :, 0])).clip(min=0)
+    height = (np.minimum(a[:, None, 3], b[None, :, 3]) -
+              np.maximum(a[:, None, 1], b[None, :, 1])).clip(min=0)
+    inter = width * height
+    area_a = ((a[:, 2] - a[:, 0]).clip(min=0) *
+              (a[:, 3] - a[:, 1]).clip(min=0))
+    area_b = ((b[:, 2] - b[:, 0]).clip(min=0) *
+              (b[:, 3] - b[:, 1]).clip(min=0))
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def localization_ious(heatmap: Union[Tensor, np.ndarray],
+                      image_size: Sequence[int], gt_boxes: np.ndarray,
+                      thresholds: Sequence[float]) -> np.ndarray:
+    """IoU of a map's estimated box with the best-matching ground-truth box,
+    at every threshold: the whole WSOL protocol for one map.
+
+    Args:
+        heatmap (Tensor | np.ndarray): ``(h, w)`` map at feature resolution.
+        image_size (Sequence[int]): ``(H, W)`` of the frame the ground-truth
+            boxes are given in.
+        gt_boxes (np.ndarray): ``(4,)`` or ``(M, 4)`` ground-truth boxes.
+        thresholds (Sequence[float]): Thresholds on the normalised map.
+
+    Returns:
+        np.ndarray: ``(T,)`` best IoU over the ground-truth boxes.
+    """
+    # float64: a float32 map's real contrasts survive, rounding does not.
+    heatmap = torch.as_tensor(heatmap).detach().cpu().double()
+    upsampled = upsample_map(heatmap, image_size).numpy()
+    boxes = boxes_from_map(upsampled, thresholds)
+    return box_iou(boxes, gt_boxes).max(axis=1)

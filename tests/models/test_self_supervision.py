@@ -1,0 +1,205 @@
+"""CutMix location-specific self-supervision: losses, targets, gradients,
+and the checks that it is wired up."""
+import pytest
+import torch
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from mmsaol.models import (
+    AttentionLoss,
+    SpatialLogitsLoss,
+    frozen_norm_statistics,
+)
+
+IN_CHANNELS = (8, 16)
+
+
+def feats(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 8, 8, 8, generator=g),
+            torch.randn(n, 16, 4, 4, generator=g))
+
+
+def head(target='self', **kw):
+    h = MODELS.build(dict(type='SAOLHead', num_classes=3,
+                          in_channels=IN_CHANNELS, channels=8,
+                          zero_init_attention=False,
+                          self_supervision=dict(target=target, **kw)))
+    return h.eval()
+
+
+def mixed_samples(box, partner, image_size=(32, 32), labels=(0, 1, 2, 0)):
+    out = []
+    for i, label in enumerate(labels):
+        s = DataSample().set_gt_label(label)
+        s.set_field(torch.tensor(box, dtype=torch.float32), 'mix_box')
+        s.set_field(torch.tensor(partner[i]), 'mix_partner')
+        s.set_metainfo({'mix_image_size': image_size})
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize('loss_cls, shape, dims', [
+    (SpatialLogitsLoss, (4, 3, 5, 5), 1), (AttentionLoss, (4, 5, 5), (1, 2))])
+def test_losses_zero_at_target_positive_elsewhere(loss_cls, shape, dims):
+    logits = torch.randn(shape)
+    log_p = torch.log_softmax(logits.flatten(1) if dims != 1 else logits,
+                              dim=1).view(shape)
+    loss = loss_cls()
+    assert loss(log_p, log_p.exp()).abs() < 1e-6
+    other = torch.log_softmax(torch.randn(shape).flatten(1) if dims != 1
+                              else torch.randn(shape), dim=1).view(shape)
+    assert loss(log_p, other.exp()) > 1e-3
+    ce = loss_cls(criterion='ce')
+    entropy = -(log_p.exp() * log_p).sum(dims).mean()
+    torch.testing.assert_close(ce(log_p, log_p.exp()), entropy)
+    weight = torch.tensor([1., 0., 0., 0.])
+    torch.testing.assert_close(loss(other, log_p.exp(), weight),
+                               loss(other[:1], log_p[:1].exp()))
+
+
+def test_self_targets_give_zero_loss_when_mixed_equals_pasted_clean():
+    h = head()
+    clean = feats()
+    partner = [2, 3, 0, 1]
+    # Whole image pasted: the mixed image IS the partner.
+    mixed = tuple(f[partner] for f in clean)
+    losses = h.loss(mixed, mixed_samples((0, 0, 32, 32), partner),
+                    unmixed_feats=clean)
+    assert losses['loss_spatial'].abs() < 1e-6
+    assert losses['loss_attention'].abs() < 1e-6
+    # Nothing pasted: the target is the image itself.
+    losses = h.loss(clean, mixed_samples((5, 5, 5, 5), partner),
+                    unmixed_feats=clean)
+    assert losses['loss_spatial'].abs() < 1e-6
+    assert losses['loss_attention'].abs() < 1e-6
+    # A real box with unrelated maps: positive.
+    losses = h.loss(feats(seed=1), mixed_samples((0, 8, 16, 32), partner),
+                    unmixed_feats=clean)
+    assert losses['loss_spatial'] > 1e-3 and losses['loss_attention'] > 1e-3
+
+
+def test_label_targets():
+    h = head(target='label')
+    f = feats()
+    partner = [1, 0, 3, 2]
+    labels = (0, 1, 2, 0)
+    losses = h.loss(f, mixed_samples((0, 0, 16, 32), partner))
+    out = h.saol_outputs(f)
+    # Left half (x < 16) of the 4x4 grid is the partner's label.
+    expected = []
+    for i, p in enumerate(partner):
+        target = torch.full((4, 4), labels[i])
+        target[:, :2] = labels[p]
+        logp = out.log_spatial[i].gather(0, target[None]).squeeze(0)
+        expected.append(-logp.mean())
+    torch.testing.assert_close(losses['loss_spatial'],
+                               torch.stack(expected).mean())
+    assert 'loss_attention' not in losses
+
+
+def grads_of(h, loss):
+    h.zero_grad()
+    loss.backward(retain_graph=True)
+    return {n for n, p in h.named_parameters()
+            if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_gradients_reach_the_right_branch():
+    h = head()
+    clean = feats()
+    losses = h.loss(feats(seed=2), mixed_samples((0, 0, 16, 16),
+                                                 [1, 0, 3, 2]),
+                    unmixed_feats=clean)
+    spatial = grads_of(h, losses['loss_spatial'])
+    assert any(n.startswith('spatial_cls') for n in spatial)
+    assert not any(n.startswith('attention') for n in spatial)
+    attention = grads_of(h, losses['loss_attention'])
+    assert any(n.startswith('attention') for n in attention)
+    assert not any(n.startswith('spatial_cls') for n in attention)
+
+
+def test_unmixed_batch_gives_zero_losses_in_graph():
+    h = head()
+    f = tuple(x.requires_grad_() for x in feats())
+    plain = [DataSample().set_gt_label(0) for _ in range(4)]
+    losses = h.loss(f, plain)
+    assert losses['loss_spatial'] == 0 and losses['loss_attention'] == 0
+    assert losses['loss_spatial'].requires_grad
+
+
+def test_self_mode_without_unmixed_batch_explains():
+    h = head()
+    with pytest.raises(RuntimeError, match="model.type='SAOLClassifier'"):
+        h.loss(feats(), mixed_samples((0, 0, 16, 16), [1, 0, 3, 2]))
+
+
+MODEL = dict(
+    type='SAOLClassifier',
+    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                  base_channels=8, out_indices=(2, 3)),
+    neck=None,
+    head=dict(type='SAOLHead', num_classes=3, in_channels=(32, 64),
+              channels=8, loss=dict(type='CrossEntropyLoss', use_soft=True),
+              self_supervision=dict(target='self')),
+    data_preprocessor=dict(num_classes=3),
+    train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0)),
+)
+
+
+def build(**changes):
+    cfg = {k: (dict(v) if isinstance(v, dict) else v)
+           for k, v in MODEL.items()}
+    cfg.update(changes)
+    return MODELS.build(cfg)
+
+
+def test_classifier_build_errors():
+    with pytest.raises(ValueError, match='no GeometryCutMix'):
+        build(train_cfg=dict(augments=dict(type='CutMix', alpha=1.0)))
+    with pytest.raises(ValueError, match='no GeometryCutMix'):
+        build(train_cfg=None)
+    with pytest.raises(ValueError, match='SAOLDataPreprocessor'):
+        build(data_preprocessor=dict(type='ClsDataPreprocessor',
+                                     num_classes=3))
+    with pytest.raises(ValueError, match='model.unmixed_norm'):
+        build(unmixed_norm='eval')
+
+
+def test_plain_image_classifier_with_self_mode_explains():
+    model = build(type='ImageClassifier',
+                  data_preprocessor=dict(type='SAOLDataPreprocessor',
+                                         num_classes=3))
+    data = dict(inputs=[torch.rand(3, 32, 32) * 255 for _ in range(4)],
+                data_samples=[DataSample().set_gt_label(i % 3)
+                              for i in range(4)])
+    batch = model.data_preprocessor(data, True)
+    with pytest.raises(RuntimeError, match='un-mixed'):
+        model(**batch, mode='loss')
+
+
+@pytest.mark.parametrize('mode', ['batch', 'running'])
+def test_unmixed_forward_leaves_norm_statistics_untouched(mode):
+    model = build(unmixed_norm=mode).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()
+              if 'running' in k or 'num_batches' in k}
+    with torch.no_grad(), frozen_norm_statistics(model, mode):
+        model.extract_feat(torch.randn(4, 3, 32, 32))
+    after = model.state_dict()
+    for k, v in before.items():
+        torch.testing.assert_close(after[k], v)
+    assert all(m.training for m in model.modules())
+
+
+def test_training_step_with_self_supervision():
+    torch.manual_seed(0)
+    model = build().train()
+    assert model.data_preprocessor.batch_augments.augments[0].keep_unmixed
+    data = dict(inputs=[torch.rand(3, 32, 32) * 255 for _ in range(4)],
+                data_samples=[DataSample().set_gt_label(i % 3)
+                              for i in range(4)])
+    batch = model.data_preprocessor(data, True)
+    losses = model(**batch, mode='loss')
+    assert set(losses) == {'loss_cls', 'loss_spatial', 'loss_attention'}
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
