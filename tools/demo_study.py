@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""Train every demo variant with several seeds and print the README table.
+
+    python tools/demo_study.py [--seeds 0 1 2] [--work-dir work_dirs/study]
+        [--out study.json] [--cfg-options k=v ...]
+
+Variants: GAP-FC + CutMix, SAOL + CutMix, + self-supervision (L), (S),
++ S + distillation (SAOL and its GAP-FC branch). Each run is a real
+tools/train.py run of the demo config; the last checkpoint is evaluated
+with tools/test.py.
+"""
+import argparse
+import json
+
+from mmsaol.apis.study import DEMO_VARIANTS, markdown_table, run_study
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/demo_study')
+    parser.add_argument('--out', default=None, help='write results as JSON')
+    parser.add_argument('--only', nargs='+', default=None,
+                        help='run only the variants whose name contains one '
+                        'of these words')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='extra overrides for every run')
+    args = parser.parse_args()
+    variants = [v for v in DEMO_VARIANTS if args.only is None
+                or any(w in v.name for w in args.only)]
+    results = run_study(variants, args.seeds, args.work_dir,
+                        args.cfg_options)
+    print(markdown_table(results, args.seeds))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(dict(seeds=args.seeds, results=results), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
