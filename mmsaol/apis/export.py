@@ -49,6 +49,11 @@ STOCK_TYPES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 }
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: Fields whose mmsaol entries read SAOL's maps (localisation metrics, map
+#: hooks), with the registries of those entries. The GAP-FC model has no
+#: maps, so such entries are dropped from the exported config.
+MAP_CONSUMER_FIELDS = ('val_evaluator', 'test_evaluator', 'custom_hooks')
+MAP_CONSUMER_REGISTRIES = ('metric', 'hook')
 GAPFC_KEYS = ('head.gapfc.weight', 'head.gapfc.bias')
 
 
@@ -61,11 +66,14 @@ class ExportResult:
         checkpoint (str): the GAP-FC checkpoint.
         data_dirs (List[str]): image folders written for data sets of mmsaol
             types (empty when the config uses stock data sets).
+        dropped (List[str]): ``field: type`` of the mmsaol metrics and hooks
+            left out because they read SAOL's maps.
     """
 
     config: str
     checkpoint: str
     data_dirs: List[str]
+    dropped: List[str]
 
 
 def mmsaol_type_names() -> Dict[str, str]:
@@ -150,11 +158,10 @@ def _dump_dataset(dataset_cfg: dict, data_root: str, split: str) -> dict:
     PNG is lossless, so the model sees exactly the same pixels. Only images
     and labels are kept (e.g. the demo's ``gt_bbox`` is not).
     """
-    from mmpretrain.registry import DATASETS
     build_cfg = copy.deepcopy(dataset_cfg)
     build_cfg['pipeline'] = []
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        dataset = DATASETS.build(build_cfg)
+        dataset = mmpretrain_registry.DATASETS.build(build_cfg)
     image_dir = osp.join(data_root, split)
     os.makedirs(image_dir, exist_ok=True)
     lines = []
@@ -205,6 +212,30 @@ def _dump_mmsaol_datasets(cfg: dict, data_root: str,
     return dirs
 
 
+def _drop_map_consumers(cfg: dict, mmsaol_types: Dict[str, str]
+                        ) -> List[str]:
+    """Remove, in place, the mmsaol metrics and hooks of
+    :data:`MAP_CONSUMER_FIELDS`; return ``field: type`` of each."""
+    dropped = []
+    for field in MAP_CONSUMER_FIELDS:
+        value = cfg.get(field)
+        entries = value if isinstance(value, list) else [value]
+        kept = [e for e in entries if not (
+            isinstance(e, dict) and mmsaol_types.get(e.get('type'))
+            in MAP_CONSUMER_REGISTRIES)]
+        if len(kept) == len(entries):
+            continue
+        dropped += [f"{field}: {e['type']}" for e in entries
+                    if e not in kept]
+        if not kept and field != 'custom_hooks':
+            raise ValueError(
+                f'{field} has only metrics of SAOL maps ({dropped}), which '
+                'the GAP-FC model does not have; give a stock metric with '
+                f"--cfg-options {field}.type=Accuracy.")
+        cfg[field] = kept if isinstance(value, list) else kept[0]
+    return dropped
+
+
 def _drop_mmsaol_imports(cfg: dict) -> None:
     imports = cfg.get('custom_imports')
     if imports is None:
@@ -217,19 +248,25 @@ def _drop_mmsaol_imports(cfg: dict) -> None:
         cfg.pop('custom_imports')
 
 
-def _check_stock(cfg: Config, mmsaol_types: Dict[str, str]) -> None:
+def _mentions_mmsaol(value: Any, mmsaol_types: Dict[str, str]) -> bool:
+    """Whether a config value needs mmsaol: a type name it registers, a
+    module path (``'mmsaol'``, ``'mmsaol.x'``, also as ``_scope_`` or
+    import) or one of its objects. Paths that merely contain the word do
+    not count."""
+    if isinstance(value, str):
+        return value in mmsaol_types or value.split('.')[0] == 'mmsaol'
+    module = getattr(value, '__module__', None)
+    return isinstance(module, str) and module.split('.')[0] == 'mmsaol'
+
+
+def _check_stock(cfg: dict, mmsaol_types: Dict[str, str]) -> None:
     """Refuse to write a config that still needs mmsaol."""
-    for path, value in _walk(cfg.to_dict()):
-        if isinstance(value, str) and value in mmsaol_types:
+    for path, value in _walk(cfg):
+        if _mentions_mmsaol(value, mmsaol_types):
             raise ValueError(
-                f'{path} is {value!r}, an mmsaol {mmsaol_types[value]} with '
-                'no stock mmpretrain counterpart the exporter knows. Give a '
-                f'stock type with --cfg-options {path}=..., or remove it.')
-    lines = [line.strip() for line in cfg.pretty_text.splitlines()
-             if 'mmsaol' in line]
-    if lines:
-        raise ValueError(f'The exported config still mentions mmsaol: '
-                         f'{lines}. Override these fields with --cfg-options.')
+                f'{path} is {value!r}, which needs mmsaol and has no stock '
+                'mmpretrain counterpart the exporter knows. Give a stock '
+                f'value with --cfg-options {path}=..., or remove it.')
 
 
 def stock_model_config(cfg: Config) -> dict:
@@ -244,22 +281,23 @@ def stock_model_config(cfg: Config) -> dict:
     return model
 
 
-def stock_config(cfg: Config, data_root: str) -> Tuple[Config, List[str]]:
+def stock_config(cfg: Config, data_root: str
+                 ) -> Tuple[Config, List[str], List[str]]:
     """The stock mmpretrain config of a SAOL config's GAP-FC path.
 
     The model becomes :func:`stock_model_config`; every other field stays,
-    with the mmsaol types of :data:`STOCK_TYPES` replaced, data sets of
-    mmsaol types written to image folders under ``data_root``, mmsaol
-    dropped from ``custom_imports`` and ``work_dir``/``load_from``/``resume``
-    reset.
+    with the mmsaol types of :data:`STOCK_TYPES` replaced, mmsaol metrics and
+    hooks of SAOL's maps left out, data sets of mmsaol types written to
+    image folders under ``data_root``, mmsaol dropped from
+    ``custom_imports`` and ``work_dir``/``load_from``/``resume`` reset.
 
     Args:
         cfg (Config): merged SAOL config.
         data_root (str): folder for the images of data sets of mmsaol types.
 
     Returns:
-        Tuple[Config, List[str]]: the new config and the image folders
-        written.
+        Tuple[Config, List[str], List[str]]: the new config, the image
+        folders written and the metrics/hooks left out.
 
     Raises:
         ValueError: see :func:`stock_model_config`; or a field keeps an mmsaol
@@ -269,15 +307,15 @@ def stock_config(cfg: Config, data_root: str) -> Tuple[Config, List[str]]:
     new = cfg.to_dict()
     new['model'] = stock_model_config(cfg)
     _to_stock_types(new)
+    dropped = _drop_map_consumers(new, mmsaol_types)
     data_dirs = _dump_mmsaol_datasets(new, osp.abspath(data_root),
                                       mmsaol_types)
     _drop_mmsaol_imports(new)
     for key in ('work_dir', 'load_from'):
         new.pop(key, None)
     new['resume'] = False
-    new_cfg = Config(new)
-    _check_stock(new_cfg, mmsaol_types)
-    return new_cfg, data_dirs
+    _check_stock(new, mmsaol_types)
+    return Config(new), data_dirs, dropped
 
 
 def _require_gapfc(state_dict: Dict[str, torch.Tensor]) -> None:
@@ -379,7 +417,8 @@ def export_gapfc(config: str,
                                         model_cfg)
 
     os.makedirs(out_dir, exist_ok=True)
-    new_cfg, data_dirs = stock_config(cfg, osp.join(out_dir, 'data'))
+    new_cfg, data_dirs, dropped_fields = stock_config(
+        cfg, osp.join(out_dir, 'data'))
     meta: Dict[str, Any] = dict(
         exported_from=dict(config=osp.abspath(config),
                            checkpoint=osp.abspath(checkpoint),
@@ -398,7 +437,8 @@ def export_gapfc(config: str,
     checkpoint_path = osp.join(out_dir, f'{name}.pth')
     new_cfg.dump(config_path)
     torch.save(dict(state_dict=weights, meta=meta), checkpoint_path)
-    return ExportResult(config_path, checkpoint_path, data_dirs)
+    return ExportResult(config_path, checkpoint_path, data_dirs,
+                        dropped_fields)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -430,4 +470,6 @@ def main(argv: Optional[Sequence[str]] = None) -> ExportResult:
     print(f'config:     {result.config}\ncheckpoint: {result.checkpoint}')
     for folder in result.data_dirs:
         print(f'images:     {folder}')
+    for entry in result.dropped:
+        print(f'left out (reads SAOL maps): {entry}')
     return result
