@@ -5,7 +5,8 @@ Importing this package registers every mmsaol component in mmpretrain's
 registries (``custom_imports=dict(imports=['mmsaol'])`` in a config is
 enough) and installs the safe checkpoint loader.
 """
-from . import datasets, models  # noqa: F401  (registers components)
+from . import (  # noqa: F401  (registers components)
+    datasets, evaluation, models, visualization)
 from .compat import install_safe_checkpoint_loader
 from .version import __version__
 

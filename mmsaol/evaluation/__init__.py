@@ -4,9 +4,11 @@ checkpoint with maps switched on."""
 from .wsol import (
     box_iou,
     boxes_from_map,
+    image_map,
     largest_component_box,
     localization_ious,
     normalize_map,
+    scale_boxes,
     upsample_map,
 )
 from .wsol_eval import build_maps_model, evaluate_wsol, maps_config
@@ -14,6 +16,6 @@ from .wsol_metric import WSOLMetric
 
 __all__ = [
     'WSOLMetric', 'box_iou', 'boxes_from_map', 'build_maps_model',
-    'evaluate_wsol', 'largest_component_box', 'localization_ious',
-    'maps_config', 'normalize_map', 'upsample_map'
+    'evaluate_wsol', 'image_map', 'largest_component_box', 'localization_ious',
+    'maps_config', 'normalize_map', 'scale_boxes', 'upsample_map'
 ]

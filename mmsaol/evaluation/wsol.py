@@ -50,6 +50,19 @@ def upsample_map(maps: Tensor, size: Sequence[int]) -> Tensor:
     return out.reshape(*lead, *size)
 
 
+def image_map(heatmap: Union[Tensor, np.ndarray],
+              image_size: Sequence[int]) -> np.ndarray:
+    """One ``(h, w)`` feature-resolution map at image resolution, as a
+    float64 array (:func:`upsample_map` on the CPU).
+
+    Float64 keeps a constant map constant: float32 rounding of the
+    interpolation would otherwise become spurious contrast once the map is
+    min-max normalised, while the real contrasts of a float32 map survive.
+    """
+    heatmap = torch.as_tensor(heatmap).detach().cpu().double()
+    return upsample_map(heatmap, image_size).numpy()
+
+
 def normalize_map(heatmap: np.ndarray) -> np.ndarray:
     """Min-max normalise a map to ``[0, 1]``.
 
@@ -130,6 +143,26 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def scale_boxes(boxes: np.ndarray, from_shape: Sequence[int],
+                to_shape: Sequence[int]) -> np.ndarray:
+    """Map ``(x1, y1, x2, y2)`` boxes from an ``(H, W)`` frame to another
+    frame of the same scene, e.g. from ``ori_shape`` to ``img_shape`` after
+    a resize.
+
+    Args:
+        boxes (np.ndarray): ``(..., 4)`` boxes.
+        from_shape (Sequence[int]): ``(H, W)`` of their frame.
+        to_shape (Sequence[int]): ``(H, W)`` of the target frame.
+
+    Returns:
+        np.ndarray: the scaled boxes, float64.
+    """
+    scale_y = to_shape[0] / from_shape[0]
+    scale_x = to_shape[1] / from_shape[1]
+    return np.asarray(boxes, dtype=np.float64) * np.array(
+        [scale_x, scale_y, scale_x, scale_y])
+
+
 def localization_ious(heatmap: Union[Tensor, np.ndarray],
                       image_size: Sequence[int], gt_boxes: np.ndarray,
                       thresholds: Sequence[float]) -> np.ndarray:
@@ -146,8 +179,5 @@ def localization_ious(heatmap: Union[Tensor, np.ndarray],
     Returns:
         np.ndarray: ``(T,)`` best IoU over the ground-truth boxes.
     """
-    # float64: a float32 map's real contrasts survive, rounding does not.
-    heatmap = torch.as_tensor(heatmap).detach().cpu().double()
-    upsampled = upsample_map(heatmap, image_size).numpy()
-    boxes = boxes_from_map(upsampled, thresholds)
+    boxes = boxes_from_map(image_map(heatmap, image_size), thresholds)
     return box_iou(boxes, gt_boxes).max(axis=1)

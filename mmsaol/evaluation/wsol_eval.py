@@ -15,12 +15,24 @@ from mmpretrain.registry import DATASETS, METRICS
 from torch.utils.data import DataLoader
 
 from ..models.heads.cam_head import CAMHead
+from ..models.heads.saol_head import SAOLHead
 
-SAOL_HEADS = ('SAOLHead', )
+SAOL_HEADS = (SAOLHead.__name__, )
 GAPFC_HEADS = ('LinearClsHead', CAMHead.__name__)
 GAPFC_NECKS = ('GlobalAveragePooling', )
 MAP_SOURCES = ('class', 'attention', 'cam')
 SPLITS = ('train', 'val', 'test')
+
+
+def load_config(config: Union[str, Config],
+                cfg_options: Optional[dict] = None) -> Config:
+    """A config from a file (or a copy of a Config) with ``cfg_options``
+    (``--cfg-options`` style ``{'a.b': value}``) merged in."""
+    cfg = copy.deepcopy(config) if isinstance(config, Config) \
+        else Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
 
 
 def _head_type(cfg: Config) -> str:
@@ -88,11 +100,8 @@ def build_maps_model(config: Union[str, Config],
     data set), as mmpretrain's ``get_model`` sets them, so it can be handed
     to ``ImageClassificationInferencer``.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    if cfg_options:
-        cfg = copy.deepcopy(cfg)
-        cfg.merge_from_dict(cfg_options)
-    return get_model(maps_config(cfg, topk), checkpoint, device=device)
+    return get_model(maps_config(load_config(config, cfg_options), topk),
+                     checkpoint, device=device)
 
 
 def build_split(cfg: Config, split: str, num: Optional[int] = None):
@@ -149,10 +158,7 @@ def evaluate_wsol(config: Union[str, Config],
     """
     if map not in MAP_SOURCES:
         raise ValueError(f'map must be one of {MAP_SOURCES}, got {map!r}.')
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    if cfg_options:
-        cfg = copy.deepcopy(cfg)
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config, cfg_options)
     head_type = _head_type(cfg)
     wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
     if head_type not in wanted:

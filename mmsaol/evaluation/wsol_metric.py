@@ -8,10 +8,10 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
-from .wsol import localization_ious
+from .wsol import localization_ious, scale_boxes
 
 MAP_KINDS = ('class', 'attention')
-SHAPE_KEYS = ('ori_shape', 'img_shape')
+RESOLUTIONS = ('img_shape', 'ori_shape')
 
 
 def _iou_name(iou: float) -> str:
@@ -33,9 +33,10 @@ class WSOLMetric(BaseMetric):
     Reads from every sample: ``class_maps`` + ``class_map_labels`` (attached
     by ``SAOLHead`` or ``CAMHead`` with ``model.head.with_maps=True``) or
     ``attention_map`` (``SAOLHead``), ``gt_label``, ``pred_label`` and the
-    metainfo ``gt_bbox`` (``(4,)`` or ``(M, 4)``, ``x1, y1, x2, y2`` pixels)
-    and ``ori_shape``/``img_shape``. For the ground-truth class to have a
-    map, set ``model.head.maps_topk`` to the number of classes.
+    metainfo ``gt_bbox`` (``(4,)`` or ``(M, 4)`` boxes ``x1, y1, x2, y2`` in
+    ``ori_shape`` pixels), ``ori_shape`` and ``img_shape``. For the true
+    class to have a map, set ``model.head.maps_topk`` to the number of
+    classes.
 
     Reports, in percent (prefix ``wsol/``):
 
@@ -60,11 +61,13 @@ class WSOLMetric(BaseMetric):
         iou_thr (float): IoU for a correct box. Defaults to 0.5.
         iou_thrs (Sequence[float]): IoUs averaged by ``max_box_acc_v2``.
             Defaults to ``(0.3, 0.5, 0.7)``.
-        shape_key (str): Frame of ``gt_bbox``, which the maps are upsampled
-            to: ``'ori_shape'`` (default; the loaded image, right for test
-            pipelines that only resize) or ``'img_shape'`` (the network
-            input; then the pipeline must transform ``gt_bbox`` with the
-            image).
+        resolution (str): Where maps are thresholded and compared with the
+            boxes: ``'img_shape'`` (default; the network input, as in Choe
+            et al.'s protocol: ``gt_bbox`` is scaled by ``img_shape /
+            ori_shape``) or ``'ori_shape'`` (the image as loaded). Either
+            way ``gt_bbox`` is in ``ori_shape`` pixels, and the test
+            pipeline must only resize the image (no crop, no padding), so
+            that both frames cover the same scene.
         collect_device (str): Device to gather results across ranks.
             Defaults to ``'cpu'``.
         prefix (str, optional): Metric name prefix. Defaults to ``'wsol'``.
@@ -78,16 +81,16 @@ class WSOLMetric(BaseMetric):
                  threshold_step: float = 0.05,
                  iou_thr: float = 0.5,
                  iou_thrs: Sequence[float] = (0.3, 0.5, 0.7),
-                 shape_key: str = 'ori_shape',
+                 resolution: str = 'img_shape',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if map not in MAP_KINDS:
             raise ValueError(f'WSOLMetric.map must be one of {MAP_KINDS}, '
                              f'got {map!r}.')
-        if shape_key not in SHAPE_KEYS:
-            raise ValueError(f'WSOLMetric.shape_key must be one of '
-                             f'{SHAPE_KEYS}, got {shape_key!r}.')
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f'WSOLMetric.resolution must be one of '
+                             f'{RESOLUTIONS}, got {resolution!r}.')
         if not 0 <= threshold <= 1:
             raise ValueError('WSOLMetric.threshold is on the min-max '
                              f'normalised map and must be in [0, 1], got '
@@ -104,11 +107,11 @@ class WSOLMetric(BaseMetric):
         self.thresholds = np.round(np.arange(0.0, 1.0, threshold_step), 10)
         self.iou_thr = float(iou_thr)
         self.iou_thrs = tuple(float(t) for t in iou_thrs)
-        self.shape_key = shape_key
+        self.resolution = resolution
 
     # ---------------------------------------------------------------- inputs
-    @staticmethod
-    def _gt_boxes(sample: dict) -> np.ndarray:
+    def _gt_boxes(self, sample: dict) -> np.ndarray:
+        """Ground-truth boxes in the frame of ``self.resolution``."""
         if sample.get('gt_bbox') is None:
             raise ValueError(
                 'WSOLMetric needs ground-truth boxes in the metainfo key '
@@ -119,7 +122,11 @@ class WSOLMetric(BaseMetric):
         if boxes.size == 0 or boxes.size % 4:
             raise ValueError('gt_bbox must be (4,) or (M, 4) boxes (x1, y1, '
                              f'x2, y2), got shape {boxes.shape}.')
-        return boxes.reshape(-1, 4).astype(np.float64)
+        boxes = boxes.reshape(-1, 4).astype(np.float64)
+        if self.resolution == 'img_shape':
+            boxes = scale_boxes(boxes, sample['ori_shape'],
+                                sample['img_shape'])
+        return boxes
 
     def _num_classes_hint(self) -> str:
         classes = (self.dataset_meta or {}).get('classes')
@@ -160,7 +167,7 @@ class WSOLMetric(BaseMetric):
         thresholds = np.append(self.thresholds, self.threshold)
         for sample in data_samples:
             boxes = self._gt_boxes(sample)
-            size = sample[self.shape_key]
+            size = sample[self.resolution]
             gt = int(torch.as_tensor(sample['gt_label']).view(-1)[0])
             pred = int(torch.as_tensor(sample['pred_label']).view(-1)[0])
             ious = localization_ious(self._map(sample, gt), size, boxes,

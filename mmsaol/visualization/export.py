@@ -1,0 +1,175 @@
+"""Write map pictures of image files or of a data split (behind
+``tools/visualize_maps.py``)."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.utils import ProgressBar
+from mmpretrain.apis import ImageClassificationInferencer
+
+from ..evaluation.wsol_eval import build_maps_model, build_split, iter_batches
+from .maps import contact_sheet, display_image, render_maps, save_png
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
+                    '.webp')
+
+# Image names and the collated batch ({'inputs', 'data_samples'}).
+NamedBatch = Tuple[List[str], dict]
+
+
+def list_images(inputs: Sequence[str]) -> List[str]:
+    """Image files named directly, plus the images inside named folders
+    (not recursive, sorted by name)."""
+    paths = []
+    for item in inputs:
+        if osp.isdir(item):
+            paths.extend(osp.join(item, name) for name in sorted(os.listdir(
+                item)) if name.lower().endswith(IMAGE_EXTENSIONS))
+        elif osp.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f'Input {item!r} is neither an image '
+                                    'file nor a folder.')
+    if not paths:
+        raise ValueError(f'No image found in {list(inputs)} (extensions '
+                         f'{IMAGE_EXTENSIONS}).')
+    return paths
+
+
+def file_batches(model, paths: Sequence[str]) -> Iterator[NamedBatch]:
+    """``(names, batch)`` for image files, through mmpretrain's
+    ``ImageClassificationInferencer`` (reads the file, runs the config's
+    test pipeline). One image per batch: files may differ in size, and the
+    inferencer stacks a batch."""
+    inferencer = ImageClassificationInferencer(model)
+    batches = inferencer.preprocess(list(paths), batch_size=1)
+    for path, batch in zip(paths, batches):
+        yield [osp.splitext(osp.basename(path))[0]], batch
+
+
+def split_batches(dataset, split: str,
+                  batch_size: int) -> Iterator[NamedBatch]:
+    """``(names, batch)`` for a data set: names from ``img_path`` when the
+    samples have one, else ``<split>_<index>``."""
+    for batch in iter_batches(dataset, batch_size):
+        names = []
+        for sample in batch['data_samples']:
+            if sample.get('img_path'):
+                names.append(osp.splitext(osp.basename(sample.img_path))[0])
+            else:
+                names.append(f'{split}_{int(sample.sample_idx):05d}')
+        yield names, batch
+
+
+def _unique(name: str, used: set) -> str:
+    candidate, i = name, 1
+    while candidate in used:
+        candidate, i = f'{name}_{i}', i + 1
+    used.add(candidate)
+    return candidate
+
+
+def write_map_pictures(model,
+                       batches: Iterable[NamedBatch],
+                       total: int,
+                       out_dir: str,
+                       topk: Optional[int] = None,
+                       box_thr: Optional[float] = None,
+                       sheet: Optional[str] = None,
+                       sheet_columns: int = 2,
+                       sheet_max: int = 64,
+                       progress: bool = True) -> List[str]:
+    """Run the model on every batch and write one PNG per image.
+
+    Args:
+        model: A model with maps switched on (:func:`build_maps_model`).
+        batches (Iterable): ``(names, batch)`` pairs (:func:`file_batches`,
+            :func:`split_batches`).
+        total (int): Number of images, for the progress bar.
+        out_dir (str): Folder for ``<name>.png`` (created).
+        topk (int, optional): Class maps per picture.
+        box_thr (float, optional): Draw each map's box at this threshold.
+        sheet (str, optional): File name (in ``out_dir``) of a contact sheet
+            of the first ``sheet_max`` pictures.
+        sheet_columns (int): Pictures per row of the sheet.
+        sheet_max (int): Most pictures on the sheet. Defaults to 64.
+        progress (bool): Show a progress bar.
+
+    Returns:
+        list[str]: the written files, the sheet last.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    classes = model._dataset_meta.get('classes') \
+        if getattr(model, '_dataset_meta', None) else None
+    bgr = bool(getattr(model.data_preprocessor, 'to_rgb', False))
+    bar = ProgressBar(total) if progress else None
+    written, kept, used = [], [], set()
+    for names, batch in batches:
+        with torch.no_grad():
+            samples = model.test_step(batch)
+        for name, image, sample in zip(names, batch['inputs'], samples):
+            picture = render_maps(display_image(image, bgr), sample, classes,
+                                  topk=topk, title=name, box_thr=box_thr)
+            path = osp.join(out_dir, _unique(name, used) + '.png')
+            save_png(picture, path)
+            written.append(path)
+            if len(kept) < sheet_max:
+                kept.append(picture)
+        if bar is not None:
+            bar.update(len(names))
+    if sheet:
+        path = osp.join(out_dir, sheet)
+        save_png(contact_sheet(kept, sheet_columns), path)
+        written.append(path)
+    return written
+
+
+def visualize_maps(config: Union[str, Config],
+                   checkpoint: Optional[str],
+                   out_dir: str,
+                   inputs: Sequence[str] = (),
+                   split: Optional[str] = None,
+                   num: Optional[int] = None,
+                   topk: int = 2,
+                   batch_size: int = 8,
+                   device: str = 'cpu',
+                   cfg_options: Optional[dict] = None,
+                   **kwargs) -> List[str]:
+    """Pictures of the maps of image files or of a data split.
+
+    Args:
+        config (str | Config): Model config (SAOL, or GAP-FC drawn as CAM).
+        checkpoint (str, optional): Weights.
+        out_dir (str): Output folder.
+        inputs (Sequence[str]): Image files and/or folders.
+        split (str, optional): Or ``'val'``/``'test'``/``'train'``: the
+            config's data loader of that split.
+        num (int, optional): With ``split``: the first ``num`` images.
+        topk (int): Class maps per picture. Defaults to 2.
+        batch_size (int): Batch size for a split. Defaults to 8.
+        device (str): Defaults to ``'cpu'``.
+        cfg_options (dict, optional): Overrides merged into the config.
+        **kwargs: ``box_thr``, ``sheet``, ``sheet_columns``, ``sheet_max``,
+            ``progress`` of :func:`write_map_pictures`.
+
+    Returns:
+        list[str]: the written files.
+    """
+    if bool(inputs) == bool(split):
+        raise ValueError('Give either image files/folders or a split '
+                         "(e.g. split='val'), not both and not neither.")
+    model = build_maps_model(config, checkpoint, topk=topk, device=device,
+                             cfg_options=cfg_options)
+    if split:
+        dataset = build_split(model._config, split, num)
+        batches, total = split_batches(dataset, split, batch_size), len(
+            dataset)
+    else:
+        paths = list_images(inputs)
+        batches, total = file_batches(model, paths), len(paths)
+    return write_map_pictures(model, batches, total, out_dir, topk=topk,
+                              **kwargs)

@@ -1,0 +1,85 @@
+"""tools/visualize_maps.py: image files, a folder and a data split, with a
+SAOL checkpoint and with a GAP-FC checkpoint (drawn as CAM)."""
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmpretrain.apis import get_model
+from PIL import Image
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """Randomly initialised demo models saved as checkpoints."""
+    root = tmp_path_factory.mktemp('ckpt')
+    paths = {}
+    for name in ('saol_demo', 'gapfc_demo'):
+        model = get_model(osp.join(REPO, 'configs', f'{name}.py'))
+        paths[name] = str(root / f'{name}.pth')
+        torch.save({'state_dict': model.state_dict(), 'meta': {}},
+                   paths[name])
+    return paths
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == 'PNG'
+        return image.size
+
+
+def test_files_and_folder_with_contact_sheet(tmp_path, checkpoints):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in (('a.png', (40, 40, 3)), ('b.jpg', (36, 44, 3))):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(
+            folder / name)
+    (folder / 'notes.txt').write_text('not an image')
+    single = tmp_path / 'single.png'
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+        single)
+    out = tmp_path / 'out'
+    written = load_tool('visualize_maps').main([
+        'configs/saol_demo.py', checkpoints['saol_demo'], str(folder),
+        str(single), '--out-dir', str(out), '--topk', '2',
+        '--contact-sheet', 'sheet.png', '--sheet-columns', '2'])
+    names = [osp.basename(p) for p in written]
+    assert names == ['a.png', 'b.png', 'single.png', 'sheet.png']
+    # image + attention + 2 class maps, 200 px panels.
+    for path in written[:3]:
+        assert png_size(path) == (800, 250)
+    assert png_size(written[3]) == (2 * 804 + 4, 2 * 254 + 4)
+
+
+def test_split_of_the_config_with_cam(tmp_path, checkpoints):
+    written = load_tool('visualize_maps').main([
+        'configs/gapfc_demo.py', checkpoints['gapfc_demo'], '--split', 'val',
+        '--num', '3', '--topk', '1', '--box-thr', '0.5', '--out-dir',
+        str(tmp_path)])
+    assert [osp.basename(p) for p in written] == [
+        'val_00000.png', 'val_00001.png', 'val_00002.png']
+    for path in written:
+        assert png_size(path) == (400, 250)   # image + one CAM
+
+
+def test_inputs_or_split_not_both(checkpoints):
+    tool = load_tool('visualize_maps')
+    with pytest.raises(SystemExit):
+        tool.main(['configs/saol_demo.py', checkpoints['saol_demo'],
+                   '--out-dir', 'x'])
+    with pytest.raises(SystemExit):
+        tool.main(['configs/saol_demo.py', checkpoints['saol_demo'], 'a.png',
+                   '--split', 'val', '--out-dir', 'x'])
