@@ -1,35 +1,62 @@
-"""Host fixes for running mmengine 0.10.7 where it assumes CUDA.
+"""Host fixes for running mmengine 0.10.7 where it assumes an accelerator.
 
-mmengine 0.10.7's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
-unconditionally and its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``,
-which DDP rejects for CPU modules, so ``--launcher pytorch`` does not run on
-a CPU-only host. The Runner skips its own ``init_dist`` when a process group
-already exists, so on such a host we create the gloo group ourselves and ask
-for a wrapper without device ids. Can go when mmengine handles CPU-only
-distributed training itself.
+For mmengine 0.10.7 (the last release); each fix can go when mmengine does
+the same itself.
+
+- ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` unconditionally
+  and the default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which DDP
+  rejects for CPU modules, so ``--launcher pytorch|slurm`` does not run on a
+  CPU-only host. The Runner skips its own ``init_dist`` when a process group
+  already exists, so on such a host we create the gloo group ourselves and
+  ask for the same wrapper as mmengine's default, without device ids.
+- mmengine's default wrapper passes ``broadcast_buffers=False``, which
+  torch 2.14 deprecates with a FutureWarning on every distributed run; we
+  spell the same wrapper with ``forward_sync_buffers=False`` where torch
+  has it.
+- torch's ``SyncBatchNorm`` refuses CPU tensors in a distributed run, so on
+  a CPU-only host SyncBN layers become BN (per-process statistics), as
+  mmengine itself does for a non-distributed run.
+- ``AmpOptimWrapper`` asserts an accelerator, so ``--amp`` fails on a CPU
+  host: use :class:`~mmsaol.compat.amp.CPUAmpOptimWrapper` instead.
 """
 from __future__ import annotations
 
+import inspect
+import logging
 import os
+import subprocess
+from typing import Any
 
-import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.registry import MODEL_WRAPPERS
+from torch.nn.parallel import DistributedDataParallel
+
+#: Norm types mmcv builds as ``torch.nn.SyncBatchNorm`` and their
+#: per-process replacement.
+SYNC_NORMS = {'SyncBN': 'BN', 'MMSyncBN': 'BN'}
 
 
 def _init_cpu_process_group(launcher: str) -> None:
+    """Create the gloo process group from the launcher's environment."""
     if dist.is_initialized():
         return
     if launcher == 'slurm':
+        # mmengine's _init_dist_slurm, without torch.cuda.set_device.
         os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
         os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
         os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
         os.environ.setdefault('MASTER_PORT', '29500')
         if 'MASTER_ADDR' not in os.environ:
-            import subprocess
             nodes = os.environ['SLURM_NODELIST']
             os.environ['MASTER_ADDR'] = subprocess.getoutput(
                 f'scontrol show hostname {nodes} | head -n1')
+    elif launcher != 'pytorch':
+        raise ValueError(
+            f'--launcher {launcher} is not supported on a host without '
+            "CUDA; use --launcher pytorch (tools/dist_train.sh) or slurm.")
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
                if k not in os.environ]
     if missing:
@@ -40,13 +67,73 @@ def _init_cpu_process_group(launcher: str) -> None:
     dist.init_process_group(backend='gloo')
 
 
+def _no_forward_buffer_sync() -> dict:
+    """DDP arguments for mmengine's default "no buffer sync in forward".
+
+    torch 2.14 deprecates ``broadcast_buffers`` (FutureWarning) for
+    ``forward_sync_buffers``; the latter still syncs buffers once when DDP
+    is built, which is harmless here (every rank starts from the same seed
+    or checkpoint). Older torch only knows ``broadcast_buffers``.
+    """
+    if 'forward_sync_buffers' in inspect.signature(
+            DistributedDataParallel.__init__).parameters:
+        return dict(forward_sync_buffers=False)
+    return dict(broadcast_buffers=False)
+
+
+def _model_wrapper(cfg: Config, cpu: bool) -> ConfigDict:
+    """mmengine's default DDP wrapper, without ``device_ids`` on CPU."""
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        # Runner.wrap_model's own default: no buffer sync in forward,
+        # find_unused_parameters from the config.
+        wrapper = ConfigDict(
+            type='MMDistributedDataParallel',
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+            **_no_forward_buffer_sync())
+        if cpu:
+            wrapper.device_ids = None
+        return wrapper
+    wrapper_type = MODEL_WRAPPERS.get(
+        wrapper.get('type', 'MMDistributedDataParallel'))
+    if cpu and isinstance(wrapper_type, type) and \
+            issubclass(wrapper_type, DistributedDataParallel):
+        wrapper.setdefault('device_ids', None)
+    return wrapper
+
+
+def _replace_sync_norms(node: Any) -> int:
+    """Turn every SyncBN norm config under ``node`` into BN, in place.
+
+    Returns:
+        int: how many were replaced.
+    """
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in SYNC_NORMS:
+            node['type'] = SYNC_NORMS[node['type']]
+            count += 1
+        for value in node.values():
+            count += _replace_sync_norms(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_sync_norms(value)
+    return count
+
+
 def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     """Adjust a merged config to the host it runs on.
 
-    - CPU-only distributed run: create the gloo process group and use
-      ``MMDistributedDataParallel`` without ``device_ids``.
-    - ``--amp`` without CUDA: mmengine's ``AmpOptimWrapper`` asserts CUDA, so
-      use mmsaol's ``CPUAmpOptimWrapper`` (bfloat16 autocast) instead.
+    - Any distributed run (``cfg.launcher`` not ``'none'``) without a
+      ``model_wrapper_cfg``: mmengine's default wrapper, spelled with the
+      DDP argument of the installed torch (no FutureWarning on torch 2.14).
+    - Distributed run on a host without an accelerator
+      (``mmengine.device.get_device()`` is ``'cpu'``): create the gloo
+      process group, no ``device_ids`` for DDP, SyncBN becomes BN (torch's
+      SyncBatchNorm has no CPU implementation).
+    - Mixed precision (``--amp`` or ``optim_wrapper.type='AmpOptimWrapper'``)
+      on such a host: :class:`CPUAmpOptimWrapper` (bfloat16 autocast, or
+      ``optim_wrapper.dtype='float16'``), without loss scaling.
 
     Args:
         cfg (Config): the merged config (``cfg.launcher`` set).
@@ -55,15 +142,29 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     Returns:
         Config: the same config, changed in place.
     """
+    cpu = get_device() == 'cpu'
     launcher = cfg.get('launcher', 'none')
-    if launcher != 'none' and not torch.cuda.is_available():
+    if launcher != 'none':
+        cfg.model_wrapper_cfg = _model_wrapper(cfg, cpu)
+    if launcher != 'none' and cpu:
         _init_cpu_process_group(launcher)
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.setdefault('env_cfg', ConfigDict()).setdefault(
+            'dist_cfg', ConfigDict())
         cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-        if cfg.get('model_wrapper_cfg') is None:
-            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
-                                         device_ids=None)
-    if amp and not torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
-        cfg.optim_wrapper.pop('loss_scale', None)
+        replaced = _replace_sync_norms(cfg.model)
+        if cfg.pop('sync_bn', None) is not None:
+            replaced += 1
+        if replaced:
+            print_log(
+                'SyncBN has no CPU implementation in torch: on this CPU host '
+                'every SyncBN layer is a BN layer (statistics per process). '
+                'Run on GPUs for synchronised statistics.',
+                logger='current', level=logging.WARNING)
+    optim_wrapper = cfg.get('optim_wrapper')
+    if cpu and optim_wrapper is not None and (
+            amp or optim_wrapper.get('type') == 'AmpOptimWrapper'):
+        optim_wrapper.type = 'CPUAmpOptimWrapper'
+        optim_wrapper.pop('loss_scale', None)
+        if optim_wrapper.get('dtype') is None:
+            optim_wrapper.pop('dtype', None)
     return cfg
