@@ -203,3 +203,15 @@ def test_training_step_with_self_supervision():
     assert set(losses) == {'loss_cls', 'loss_spatial', 'loss_attention'}
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_unmixed_forward_is_deterministic():
+    from mmcv.cnn.bricks import DropPath
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3),
+                                torch.nn.Dropout(0.5), DropPath(0.5)).train()
+    x = torch.randn(4, 3, 5, 5)
+    with frozen_norm_statistics(model, 'batch'):
+        assert not model[1].training and not model[2].training
+        torch.testing.assert_close(model(x), model(x))
+    assert all(m.training for m in model)
+    assert model[0].track_running_stats

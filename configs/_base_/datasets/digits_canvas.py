@@ -1,5 +1,6 @@
 # The embedded demo data set (mmsaol.datasets.DigitsCanvas): scikit-learn's
 # handwritten digits on a 40x40 cluttered canvas, generated in seconds.
+custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)
 dataset_type = 'DigitsCanvas'
 data_preprocessor = dict(
     num_classes=10,

@@ -6,6 +6,7 @@ from typing import Iterator, List, Optional
 
 import torch
 import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -20,29 +21,43 @@ from ..batch_augments.data_preprocessor import (
 UNMIXED_NORM_MODES = ('batch', 'running')
 
 
+STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                     nn.AlphaDropout, DropPath)
+
+
 @contextlib.contextmanager
 def frozen_norm_statistics(model: nn.Module, mode: str) -> Iterator[None]:
-    """Run a forward without touching any BatchNorm running statistics.
+    """Run a deterministic forward that leaves no trace in the model.
 
-    ``mode='batch'``: normalise with the batch's own statistics, as the
-    training forward does (so the un-mixed maps come from the same function
-    as the mixed ones), but do not update ``running_mean``/``running_var``/
-    ``num_batches_tracked``. ``mode='running'``: normalise with the running
-    statistics (the evaluation-mode function).
+    BatchNorm, ``mode='batch'``: normalise with the batch's own statistics,
+    as the training forward does (so the un-mixed maps come from the same
+    function as the mixed ones), but do not update ``running_mean``/
+    ``running_var``/``num_batches_tracked``. ``mode='running'``: normalise
+    with the running statistics (the evaluation-mode function).
+
+    Dropout and DropPath (stochastic depth) are switched off either way: the
+    self-annotated targets are the network's prediction, not a randomly
+    thinned one.
     """
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    saved = [(m, m.training, m.track_running_stats) for m in norms]
+    stochastic = [m for m in model.modules()
+                  if isinstance(m, STOCHASTIC_LAYERS)]
+    saved = [(m, m.training, getattr(m, 'track_running_stats', None))
+             for m in norms + stochastic]
     try:
         for m in norms:
             if mode == 'batch':
                 m.track_running_stats = False
             else:
                 m.eval()
+        for m in stochastic:
+            m.eval()
         yield
     finally:
         for m, training, track in saved:
             m.train(training)
-            m.track_running_stats = track
+            if track is not None:
+                m.track_running_stats = track
 
 
 @MODELS.register_module()
@@ -66,7 +81,7 @@ class SAOLClassifier(ImageClassifier):
             forward: ``'batch'`` (default: batch statistics like the training
             forward, running statistics untouched, so the extra forward
             leaves no trace in the model) or ``'running'`` (evaluation-mode
-            statistics).
+            statistics). Dropout and DropPath are off in that forward.
         **kwargs: Arguments of :class:`ImageClassifier`.
     """
 

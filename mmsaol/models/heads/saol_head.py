@@ -189,9 +189,8 @@ class SAOLHead(ClsHead):
             ConvModule(attn_in, attention_channels, attention_kernel_size,
                        padding=attention_kernel_size // 2, **conv_kw),
             nn.Conv2d(attention_channels, 1, 1))
-        if zero_init_attention:
-            nn.init.zeros_(self.attention[-1].weight)
-            nn.init.zeros_(self.attention[-1].bias)
+        self.zero_init_attention = zero_init_attention
+        self._zero_attention_output()
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.spatial_cls = nn.Conv2d(self.channels * len(self.in_channels),
                                      num_classes, 1)
@@ -212,6 +211,18 @@ class SAOLHead(ClsHead):
                                  f'`gt_loss`, got {sorted(distillation)}.')
 
     # ------------------------------------------------------------------ build
+    def _zero_attention_output(self) -> None:
+        if self.zero_init_attention:
+            nn.init.zeros_(self.attention[-1].weight)
+            nn.init.zeros_(self.attention[-1].bias)
+
+    def init_weights(self) -> None:
+        """Apply ``init_cfg`` (also a model-level one), then restore the
+        zero attention output conv so training starts from uniform
+        attention whatever the initialiser did to every ``Conv2d``."""
+        super().init_weights()
+        self._zero_attention_output()
+
     def _build_self_supervision(self, cfg: Optional[dict]) -> Optional[dict]:
         if cfg is None:
             return None
@@ -256,14 +267,25 @@ class SAOLHead(ClsHead):
         if isinstance(feats, Tensor):
             feats = (feats, )
         feats = tuple(feats)
+        if not feats:
+            raise ValueError(
+                'SAOLHead received no feature map: backbone.out_indices '
+                'selects no stage (ResNet, ResNeXt, RegNet and Swin ignore '
+                'negative indices); use e.g. out_indices=(1, 2, 3).')
         for i, f in enumerate(feats):
+            if f.ndim == 2:
+                raise ValueError(
+                    f'SAOLHead needs (N, C, H, W) feature maps, but input {i} '
+                    f'is a pooled vector {tuple(f.shape)}. Set model.neck='
+                    'None (a pooling neck removes the grid SAOL works on) and '
+                    "use the backbone's map output: out_type='featmap' for "
+                    'VisionTransformer/DeiT/BEiT, gap_before_final_norm=False '
+                    'for ConvNeXt.')
             if f.ndim != 4:
                 raise ValueError(
                     f'SAOLHead needs (N, C, H, W) feature maps, but input {i} '
-                    f'has shape {tuple(f.shape)}. Set model.neck=None (a '
-                    'pooling neck removes the spatial grid SAOL works on) and '
-                    "use the backbone's feature-map output (e.g. "
-                    "out_type='featmap' for ViT).")
+                    f'has shape {tuple(f.shape)}; for token outputs set '
+                    "backbone.out_type='featmap'.")
         got = tuple(int(f.shape[1]) for f in feats)
         if len(got) != len(self.in_channels):
             raise ValueError(
@@ -271,7 +293,10 @@ class SAOLHead(ClsHead):
                 f'but head.in_channels={self.in_channels} lists '
                 f'{len(self.in_channels)}. Make backbone.out_indices and '
                 'head.in_channels name the same stages, e.g. '
-                f'head.in_channels={got}.')
+                f'head.in_channels={got}. If out_indices already lists '
+                f'{len(self.in_channels)} stages, one is out of range and '
+                'the backbone dropped it (ConvNeXt has 4 stages, ViT '
+                'num_layers layers).')
         if got != self.in_channels:
             raise ValueError(
                 f'head.in_channels={self.in_channels} does not match the '

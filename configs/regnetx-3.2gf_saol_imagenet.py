@@ -1,0 +1,29 @@
+# SAOL on RegNetX-3.2GF / ImageNet with mmpretrain's stock recipe
+# (regnet/regnetx-3.2gf_8xb64_in1k.py: 8 x 64 images, SGD lr 0.4 with
+# warm-up and cosine decay, 100 epochs, BGR inputs) plus CutMix on every
+# batch: SAOLHead on stages 2-4 (192/432/1008 channels, 28/14/7 grids at
+# 224 px -> 7x7 maps), self-supervision with self-annotated targets and
+# self-distillation into a GAP-FC branch. channels=192 keeps the SAOL head
+# within the SAOL cost budget (256 would add 5.0% parameters, see README
+# "Backbones").
+#   bash tools/dist_train.sh configs/regnetx-3.2gf_saol_imagenet.py 8
+_base_ = ['mmpretrain::regnet/regnetx-3.2gf_8xb64_in1k.py']
+custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)
+
+model = dict(
+    type='SAOLClassifier',
+    backbone=dict(out_indices=(1, 2, 3)),
+    neck=None,
+    head=dict(
+        _delete_=True,
+        type='SAOLHead',
+        num_classes=1000,
+        in_channels=(192, 432, 1008),
+        channels=192,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0, use_soft=True),
+        self_supervision=dict(target='self'),
+        distillation=dict(),
+        topk=(1, 5),
+    ),
+    train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0)),
+)

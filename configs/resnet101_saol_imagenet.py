@@ -1,0 +1,27 @@
+# SAOL on ResNet-101 / ImageNet with mmpretrain's stock ResNet-101 recipe
+# (resnet/resnet101_8xb32_in1k.py: 8 x 32 images, SGD lr 0.1, 100 epochs)
+# plus CutMix on every batch: SAOLHead on stages 2-4 (512/1024/2048
+# channels, 28/14/7 grids at 224 px -> 7x7 maps), the location-specific
+# self-supervision (self-annotated targets, mode 'self') and
+# self-distillation into a GAP-FC branch.
+#   bash tools/dist_train.sh configs/resnet101_saol_imagenet.py 8
+_base_ = ['mmpretrain::resnet/resnet101_8xb32_in1k.py']
+custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)
+
+model = dict(
+    type='SAOLClassifier',
+    backbone=dict(out_indices=(1, 2, 3)),
+    neck=None,
+    head=dict(
+        _delete_=True,
+        type='SAOLHead',
+        num_classes=1000,
+        in_channels=(512, 1024, 2048),
+        channels=256,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0, use_soft=True),
+        self_supervision=dict(target='self'),
+        distillation=dict(),
+        topk=(1, 5),
+    ),
+    train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0)),
+)
