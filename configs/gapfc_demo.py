@@ -10,5 +10,8 @@ _base_ = [
 model = dict(
     head=dict(loss=dict(type='CrossEntropyLoss', loss_weight=1.0,
                         use_soft=True)),
-    train_cfg=dict(augments=dict(type='CutMix', alpha=1.0)),
+    # CutMix on half of the batches (the paper's CIFAR setting): the digits
+    # are small, so area-mixed labels are noisy and CutMix on every batch
+    # slows an 8-epoch run down a lot.
+    train_cfg=dict(augments=[dict(type='CutMix', alpha=1.0)], probs=[0.5]),
 )

@@ -21,5 +21,6 @@ model = dict(
         self_supervision=dict(target='self'),
         distillation=dict(),
     ),
-    train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0)),
+    train_cfg=dict(augments=[dict(type='GeometryCutMix', alpha=1.0)],
+                   probs=[0.5]),
 )

@@ -7,12 +7,13 @@
 Variants: GAP-FC + CutMix, SAOL + CutMix, + self-supervision (L), (S),
 + S + distillation (SAOL and its GAP-FC branch). Each run is a real
 tools/train.py run of the demo config; the last checkpoint is evaluated
-with tools/test.py.
+with tools/test.py (top-1) and tools/eval_wsol.py (localisation of SAOL's
+attention and class maps, or CAM for GAP-FC).
 """
 import argparse
 import json
 
-from mmsaol.apis.study import DEMO_VARIANTS, markdown_table, run_study
+from mmsaol.apis.study import DEMO_VARIANTS, markdown_tables, run_study
 
 
 def main() -> None:
@@ -23,14 +24,16 @@ def main() -> None:
     parser.add_argument('--only', nargs='+', default=None,
                         help='run only the variants whose name contains one '
                         'of these words')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs side by side (one thread each)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides for every run')
     args = parser.parse_args()
     variants = [v for v in DEMO_VARIANTS if args.only is None
                 or any(w in v.name for w in args.only)]
     results = run_study(variants, args.seeds, args.work_dir,
-                        args.cfg_options)
-    print(markdown_table(results, args.seeds))
+                        args.cfg_options, args.jobs)
+    print(markdown_tables(results, args.seeds))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(seeds=args.seeds, results=results), f, indent=2)

@@ -7,11 +7,13 @@ evaluated with ``tools/test.py`` on its last checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import os.path as osp
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -27,11 +29,12 @@ class Variant:
     config: str
     options: List[str] = field(default_factory=list)
     heads: Sequence[Optional[str]] = (None, )
+    maps: Sequence[str] = ('attention', 'class')
 
 
 SAOL_OFF = ['model.head.self_supervision=None', 'model.head.distillation=None']
 DEMO_VARIANTS = [
-    Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py'),
+    Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py', maps=('cam', )),
     Variant('SAOL + CutMix', 'configs/saol_demo.py', SAOL_OFF),
     Variant('SAOL + CutMix + self-sup. (label maps, L)',
             'configs/saol_demo.py',
@@ -48,9 +51,15 @@ def _tool(name: str) -> str:
     return osp.join(REPO_TOOLS, f'{name}.py')
 
 
+#: WSOL metrics kept in the study (see ``WSOLMetric``).
+WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2')
+
+
 def run_variant(variant: Variant, seed: int, work_root: str,
-                extra: Sequence[str] = ()) -> Dict[str, float]:
-    """Train one variant with one seed and test its last checkpoint."""
+                extra: Sequence[str] = (),
+                env: Optional[dict] = None) -> Dict[str, float]:
+    """Train one variant with one seed; test its last checkpoint's top-1
+    (``top1/<head>``) and localisation (``<map>/<metric>``)."""
     slug = ''.join(c if c.isalnum() else '_' for c in variant.name)
     work_dir = osp.join(work_root, f'{slug}_seed{seed}')
     options = [*variant.options, *extra]
@@ -59,7 +68,7 @@ def run_variant(variant: Variant, seed: int, work_root: str,
     if options:
         cmd += ['--cfg-options', *options]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.STDOUT)
+                   stderr=subprocess.STDOUT, env=env)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     results = {}
@@ -72,10 +81,23 @@ def run_variant(variant: Variant, seed: int, work_root: str,
         if options:
             cmd += ['--cfg-options', *options]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.STDOUT)
+                       stderr=subprocess.STDOUT, env=env)
         with open(out) as f:
             metrics = json.load(f)
-        results[head or 'default'] = float(metrics['accuracy/top1'])
+        results[f'top1/{head or "default"}'] = float(
+            metrics['accuracy/top1'])
+    for map_name in variant.maps:
+        out = osp.join(work_dir, f'wsol_{map_name}.json')
+        cmd = [sys.executable, _tool('eval_wsol'), variant.config, checkpoint,
+               '--map', map_name, '--out', out]
+        if options:
+            cmd += ['--cfg-options', *options]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.STDOUT, env=env)
+        with open(out) as f:
+            metrics = json.load(f)
+        for key in WSOL_KEYS:
+            results[f'{map_name}/{key}'] = float(metrics[f'wsol/{key}'])
     return results
 
 
@@ -87,37 +109,55 @@ def mean_std(values: Sequence[float]) -> str:
 
 
 def run_study(variants: Sequence[Variant], seeds: Sequence[int],
-              work_root: str, extra: Sequence[str] = ()) -> dict:
-    """Run every variant with every seed; print progress and a table."""
-    results: dict = {}
-    total = len(variants) * len(seeds)
-    done = 0
+              work_root: str, extra: Sequence[str] = (),
+              jobs: int = 1) -> dict:
+    """Run every variant with every seed; print progress with an ETA.
+
+    ``jobs`` runs go side by side, each with one intra-op thread (on a small
+    CPU model, two one-thread runs finish sooner than two two-thread runs one
+    after the other).
+    """
+    env = dict(os.environ, OMP_NUM_THREADS='1') if jobs > 1 else None
+    runs = [(variant, seed) for variant in variants for seed in seeds]
+    results: dict = {v.name: {} for v in variants}
     start = time.time()
-    for variant in variants:
-        for seed in seeds:
-            scores = run_variant(variant, seed, work_root, extra)
-            for head, acc in scores.items():
-                results.setdefault(variant.name, {}).setdefault(
-                    head, []).append(acc)
-            done += 1
-            elapsed = time.time() - start
-            eta = elapsed / done * (total - done)
-            print(f'[{done}/{total}] {variant.name} seed {seed}: {scores} '
-                  f'(elapsed {elapsed / 60:.1f} min, eta {eta / 60:.1f} min)',
-                  flush=True)
+
+    def one(index_run):
+        index, (variant, seed) = index_run
+        scores = run_variant(variant, seed, work_root, extra, env)
+        elapsed = time.time() - start
+        print(f'[{index + 1}/{len(runs)}] {variant.name} seed {seed}: '
+              f'{scores} (elapsed {elapsed / 60:.1f} min)', flush=True)
+        return variant, seed, scores
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        finished = list(pool.map(one, enumerate(runs)))
+    for variant, _, scores in finished:  # in run order: seeds line up
+        for head, acc in scores.items():
+            results[variant.name].setdefault(head, []).append(acc)
     return results
 
 
-def markdown_table(results: dict, seeds: Sequence[int]) -> str:
-    """Top-1 table: one row per variant (and per tested head)."""
-    lines = ['| variant | output | val top-1 (%) | per seed |',
-             '|---|---|---|---|']
-    for name, heads in results.items():
-        for head, accs in heads.items():
-            output = {'default': '', 'saol': 'SAOL',
-                      'gapfc': 'GAP-FC branch'}[head]
-            per_seed = ', '.join(f'{a:.2f}' for a in accs)
-            lines.append(f'| {name} | {output} | {mean_std(accs)} | '
-                         f'{per_seed} |')
-    lines.append(f'\nSeeds {list(seeds)}; mean ± sample std.')
-    return '\n'.join(lines)
+def markdown_tables(results: dict, seeds: Sequence[int]) -> str:
+    """The accuracy table and the localisation table, mean ± std."""
+    outputs = {'default': '', 'saol': 'SAOL', 'gapfc': 'GAP-FC branch'}
+    maps = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
+            'cam': 'CAM'}
+    top1 = ['| variant | output | val top-1 (%) | per seed |',
+            '|---|---|---|---|']
+    loc = ['| variant | map | GT-known loc (%) | MaxBoxAcc (%) | '
+           'MaxBoxAccV2 (%) |', '|---|---|---|---|---|']
+    for name, rows in results.items():
+        for key, values in rows.items():
+            kind, what = key.split('/', 1)
+            if kind == 'top1':
+                per_seed = ', '.join(f'{v:.2f}' for v in values)
+                top1.append(f'| {name} | {outputs[what]} | '
+                            f'{mean_std(values)} | {per_seed} |')
+            elif what == WSOL_KEYS[0]:
+                cells = [mean_std(rows[f'{kind}/{k}']) for k in WSOL_KEYS]
+                loc.append(f'| {name} | {maps[kind]} | ' +
+                           ' | '.join(cells) + ' |')
+    note = f'\nSeeds {list(seeds)}; mean ± sample std.'
+    return '\n'.join(top1) + '\n' + note + '\n\n' + '\n'.join(loc) + \
+        '\n' + note

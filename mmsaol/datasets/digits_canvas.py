@@ -77,7 +77,7 @@ class DigitsCanvas(BaseDataset):
             loaders expect one).
         canvas_size (int): Side of the square canvas. Defaults to 40.
         digit_size (Tuple[int, int]): Range of the scaled digit's side.
-            Defaults to ``(14, 22)``.
+            Defaults to ``(16, 24)``.
         copies (int, optional): Canvases rendered per source digit. Defaults
             to 3 for training and 2 otherwise.
         distractors (int): Strokes/blobs per canvas. Defaults to 3.
@@ -95,7 +95,7 @@ class DigitsCanvas(BaseDataset):
     def __init__(self,
                  split: str = 'train',
                  canvas_size: int = 40,
-                 digit_size: Sequence[int] = (14, 22),
+                 digit_size: Sequence[int] = (16, 24),
                  copies: Optional[int] = None,
                  distractors: int = 3,
                  noise: float = 0.05,

@@ -43,7 +43,7 @@ def test_images_and_boxes(splits):
         assert img.shape == (40, 40, 3) and img.dtype == np.uint8
         x1, y1, x2, y2 = box
         assert 0 <= x1 < x2 <= 40 and 0 <= y1 < y2 <= 40
-        assert 8 <= max(x2 - x1, y2 - y1) <= 22
+        assert 8 <= max(x2 - x1, y2 - y1) <= 24
         # the digit is the brightest structure inside its box on average
         inside = img[int(y1):int(y2), int(x1):int(x2), 0].mean()
         assert inside > img[:, :, 0].mean()

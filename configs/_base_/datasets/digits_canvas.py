@@ -16,7 +16,7 @@ train_pipeline = [pack]
 test_pipeline = [pack]
 
 train_dataloader = dict(
-    batch_size=64,
+    batch_size=32,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(type=dataset_type, split='train', pipeline=train_pipeline),

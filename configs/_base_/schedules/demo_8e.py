@@ -10,4 +10,4 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=8, val_interval=2)
 val_cfg = dict()
 test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=64)
+auto_scale_lr = dict(base_batch_size=32)
