@@ -38,3 +38,18 @@ model = dict(
         dict(type='GeometryCutMix', alpha=1.0),
     ]),
 )
+
+# The stock recipe's EMA hook, next to mmsaol's reliability hooks (lists
+# replace each other under _base_ inheritance).
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]
+
+# mmsaol's reliability hooks: checkpoints and last_checkpoint written
+# atomically (a killed run resumes from the newest complete checkpoint), a
+# stop naming the step and loss term when a loss turns NaN/inf (no poisoned
+# checkpoint is written), and a clear error for a checkpoint that does not
+# fit the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

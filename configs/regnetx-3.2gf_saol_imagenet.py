@@ -27,3 +27,19 @@ model = dict(
     ),
     train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0)),
 )
+
+# The stock recipe's precise-BN hook, next to mmsaol's reliability hooks
+# (lists replace each other under _base_ inheritance).
+custom_hooks = [
+    dict(type='PreciseBNHook', num_samples=8192, interval=1,
+         priority='ABOVE_NORMAL'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]
+
+# mmsaol's reliability hooks: checkpoints and last_checkpoint written
+# atomically (a killed run resumes from the newest complete checkpoint), a
+# stop naming the step and loss term when a loss turns NaN/inf (no poisoned
+# checkpoint is written), and a clear error for a checkpoint that does not
+# fit the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

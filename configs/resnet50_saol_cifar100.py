@@ -39,3 +39,14 @@ train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=64)
+
+# mmsaol's reliability hooks: checkpoints and last_checkpoint written
+# atomically (a killed run resumes from the newest complete checkpoint), a
+# stop naming the step and loss term when a loss turns NaN/inf (no poisoned
+# checkpoint is written), and a clear error for a checkpoint that does not
+# fit the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]

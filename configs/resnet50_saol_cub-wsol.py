@@ -53,4 +53,15 @@ load_from = 'work_dirs/resnet50_saol_imagenet/epoch_300.pth'
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10.0)}))
 
-custom_hooks = [dict(type='SAOLMapsHook', num_images=8)]
+custom_hooks = [
+    dict(type='SAOLMapsHook', num_images=8),
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]
+
+# mmsaol's reliability hooks: checkpoints and last_checkpoint written
+# atomically (a killed run resumes from the newest complete checkpoint), a
+# stop naming the step and loss term when a loss turns NaN/inf (no poisoned
+# checkpoint is written), and a clear error for a checkpoint that does not
+# fit the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -38,3 +38,14 @@ model = dict(
         dict(type='GeometryCutMix', alpha=1.0),
     ]),
 )
+
+# mmsaol's reliability hooks: checkpoints and last_checkpoint written
+# atomically (a killed run resumes from the newest complete checkpoint), a
+# stop naming the step and loss term when a loss turns NaN/inf (no poisoned
+# checkpoint is written), and a clear error for a checkpoint that does not
+# fit the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]

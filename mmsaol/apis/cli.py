@@ -9,20 +9,49 @@ applied, and a few SAOL flags.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import os
 import os.path as osp
 import sys
 from types import ModuleType
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmsaol  # noqa: F401  (registers components, safe checkpoint loader)
+from mmsaol.compat import CorruptCheckpointError, UnsafeCheckpointError
 from mmsaol.compat.runtime import adapt_to_host
+from mmsaol.engine import NonFiniteLossError
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+#: Errors that mean "change your config, command or file": the tools print
+#: their sentence, not a traceback (``MMSAOL_DEBUG=1`` shows it).
+USER_ERRORS = (ValueError, FileNotFoundError, CorruptCheckpointError,
+               UnsafeCheckpointError, NonFiniteLossError)
+T = TypeVar('T')
+
+
+def user_errors_as_messages(entry: Callable[..., T]) -> Callable[..., T]:
+    """Run a command-line entry; a user error exits with status 2 and one
+    line ``<tool>: error: <sentence>`` instead of a traceback."""
+
+    @functools.wraps(entry)
+    def wrapper(*args, **kwargs) -> T:
+        try:
+            return entry(*args, **kwargs)
+        except USER_ERRORS as error:
+            if os.environ.get('MMSAOL_DEBUG'):
+                raise
+            name = osp.basename(sys.argv[0]) or entry.__name__
+            print(f'{name}: error ({type(error).__name__}): {error}\n'
+                  '(set MMSAOL_DEBUG=1 for the traceback)', file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
 
 
 def mmpretrain_tool(name: str) -> ModuleType:
@@ -85,6 +114,7 @@ def _build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg)
 
 
+@user_errors_as_messages
 def train(argv: Optional[List[str]] = None) -> None:
     """``tools/train.py``: mmpretrain's training entry with mmsaol."""
     tool = mmpretrain_tool('train')
@@ -102,6 +132,7 @@ def train(argv: Optional[List[str]] = None) -> None:
     _build_runner(cfg).train()
 
 
+@user_errors_as_messages
 def test(argv: Optional[List[str]] = None) -> dict:
     """``tools/test.py``: mmpretrain's test entry with mmsaol."""
     tool = mmpretrain_tool('test')

@@ -46,6 +46,7 @@ STOCK_TYPES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     'SAOLDataPreprocessor': ('ClsDataPreprocessor', ()),
     'GeometryCutMix': ('CutMix', ('per_sample_box', 'keep_unmixed')),
     'CPUAmpOptimWrapper': ('OptimWrapper', ('dtype', )),
+    'AtomicCheckpointHook': ('CheckpointHook', ()),
 }
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')

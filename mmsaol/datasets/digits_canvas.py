@@ -124,6 +124,14 @@ class DigitsCanvas(BaseDataset):
         self.noise = noise
         self.val_fraction = val_fraction
         self.seed = seed
+        indices = kwargs.get('indices')
+        if indices is not None and (
+                (isinstance(indices, int) and indices < 1)
+                or (not isinstance(indices, int) and len(indices) == 0)):
+            raise ValueError(
+                f'DigitsCanvas(split={split!r}): indices={indices!r} selects '
+                'no image; give a positive count (the first N images) or a '
+                'non-empty list of indices, or remove indices.')
         kwargs.setdefault('test_mode', split != 'train')
         super().__init__(ann_file='', **kwargs)
 

@@ -52,7 +52,25 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
     def _geometry_augments(self) -> Iterator[GeometryCutMix]:
         return iter(geometry_augments(self))
 
+    def _check_labels(self, data: dict) -> None:
+        """A label beyond ``num_classes`` fails torch's one-hot with a
+        message that names no config field; name them."""
+        samples = data.get('data_samples') or []
+        if not self.num_classes or not samples or \
+                'gt_label' not in samples[0]:
+            return
+        top = max(int(s.gt_label.max()) for s in samples
+                  if s.gt_label.numel())
+        if top >= self.num_classes:
+            raise ValueError(
+                f'A ground-truth label is {top} but '
+                f'data_preprocessor.num_classes={self.num_classes}; set '
+                'data_preprocessor.num_classes and model.head.num_classes '
+                'to the number of classes of the data set.')
+
     def forward(self, data: dict, training: bool = False) -> dict:
+        if training and self.batch_augments is not None:
+            self._check_labels(data)
         for augment in self._geometry_augments():
             augment.pop_geometry()  # never reuse a stale box
         out = super().forward(data, training)

@@ -119,6 +119,7 @@ class SAOLClassifier(ImageClassifier):
         if head.needs_unmixed_forward:
             for augment in augments:
                 augment.keep_unmixed = True
+        head.geometry_wired = True
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:

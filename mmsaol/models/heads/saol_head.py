@@ -197,6 +197,9 @@ class SAOLHead(ClsHead):
 
         self.self_supervision = self._build_self_supervision(
             self_supervision)
+        # Set by SAOLClassifier once it has checked that the geometry
+        # (GeometryCutMix + SAOLDataPreprocessor) reaches this head.
+        self.geometry_wired = False
         self.gapfc = None
         if distillation is not None:
             distillation = dict(distillation)
@@ -410,6 +413,13 @@ class SAOLHead(ClsHead):
                 logits, target, avg_factor=batch, **kwargs)
             losses['loss_distill'] = self.distill_loss(logits, out.log_probs)
         if self.self_supervision is not None:
+            if not self.geometry_wired:
+                raise ValueError(
+                    "head.self_supervision needs model.type='SAOLClassifier' "
+                    '(it carries the CutMix geometry to the head and '
+                    'computes the un-mixed maps; otherwise the location '
+                    'losses would silently stay 0), or set '
+                    'head.self_supervision=None.')
             losses.update(
                 self._location_losses(out, data_samples, unmixed_feats))
         if self.cal_acc:
