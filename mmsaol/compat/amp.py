@@ -8,10 +8,11 @@ supports CPU autocast in ``AmpOptimWrapper``.
 
 On CUDA, mmengine 0.10.7 builds its loss scaler with the deprecated
 ``torch.cuda.amp.GradScaler``, which warns (FutureWarning) on torch >= 2.4.
-The filter below silences exactly that warning when mmengine's AMP wrapper
-raises it (the replacement, ``torch.amp.GradScaler('cuda')``, behaves the
-same); user code that calls the deprecated API still sees it. Can go with
-an mmengine release that uses ``torch.amp.GradScaler``.
+:func:`silence_mmengine_gradscaler_warning` (installed on import) silences
+exactly that warning when mmengine's AMP wrapper raises it (the
+replacement, ``torch.amp.GradScaler('cuda')``, behaves the same); user code
+that calls the deprecated API still sees it. Can go with an mmengine release
+that uses ``torch.amp.GradScaler``.
 """
 from __future__ import annotations
 
@@ -28,11 +29,19 @@ from mmpretrain.registry import OPTIM_WRAPPERS
 MMENGINE_AMP_MODULE = r'mmengine\.optim\.optimizer\.amp_optimizer_wrapper'
 CPU_AMP_DTYPES = ('bfloat16', 'float16')
 
-warnings.filterwarnings(
-    'ignore',
-    message=r'`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated',
-    category=FutureWarning,
-    module=MMENGINE_AMP_MODULE)
+
+def silence_mmengine_gradscaler_warning() -> None:
+    """Ignore the deprecated-GradScaler FutureWarning when (and only when)
+    mmengine's ``AmpOptimWrapper`` raises it. Installed on import."""
+    warnings.filterwarnings(
+        'ignore',
+        message=r'`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is '
+        r'deprecated',
+        category=FutureWarning,
+        module=MMENGINE_AMP_MODULE)
+
+
+silence_mmengine_gradscaler_warning()
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -60,7 +60,7 @@ def _init_cpu_process_group(launcher: str) -> None:
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
                if k not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise ValueError(
             f'--launcher {launcher} needs the environment variables '
             f'{missing}; start the job with tools/dist_train.sh (torchrun) '
             'or tools/slurm_train.sh, or use --launcher none.')

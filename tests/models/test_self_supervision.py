@@ -29,6 +29,12 @@ def head(target='self', **kw):
     return h.eval()
 
 
+def clean_outputs(h, clean_feats):
+    """What SAOLClassifier hands the head: the un-mixed maps, no grad."""
+    with torch.no_grad():
+        return h.saol_outputs(clean_feats)
+
+
 def mixed_samples(box, partner, image_size=(32, 32), labels=(0, 1, 2, 0)):
     out = []
     for i, label in enumerate(labels):
@@ -66,17 +72,17 @@ def test_self_targets_give_zero_loss_when_mixed_equals_pasted_clean():
     # Whole image pasted: the mixed image IS the partner.
     mixed = tuple(f[partner] for f in clean)
     losses = h.loss(mixed, mixed_samples((0, 0, 32, 32), partner),
-                    unmixed_feats=clean)
+                    unmixed_outputs=clean_outputs(h, clean))
     assert losses['loss_spatial'].abs() < 1e-6
     assert losses['loss_attention'].abs() < 1e-6
     # Nothing pasted: the target is the image itself.
     losses = h.loss(clean, mixed_samples((5, 5, 5, 5), partner),
-                    unmixed_feats=clean)
+                    unmixed_outputs=clean_outputs(h, clean))
     assert losses['loss_spatial'].abs() < 1e-6
     assert losses['loss_attention'].abs() < 1e-6
     # A real box with unrelated maps: positive.
     losses = h.loss(feats(seed=1), mixed_samples((0, 8, 16, 32), partner),
-                    unmixed_feats=clean)
+                    unmixed_outputs=clean_outputs(h, clean))
     assert losses['loss_spatial'] > 1e-3 and losses['loss_attention'] > 1e-3
 
 
@@ -111,7 +117,7 @@ def test_gradients_reach_the_right_branch():
     clean = feats()
     losses = h.loss(feats(seed=2), mixed_samples((0, 0, 16, 16),
                                                  [1, 0, 3, 2]),
-                    unmixed_feats=clean)
+                    unmixed_outputs=clean_outputs(h, clean))
     spatial = grads_of(h, losses['loss_spatial'])
     assert any(n.startswith('spatial_cls') for n in spatial)
     assert not any(n.startswith('attention') for n in spatial)

@@ -126,15 +126,17 @@ class SAOLClassifier(ImageClassifier):
         """Losses of a batch; adds the un-mixed no-grad forward when the
         head's self-supervision targets are self-annotated."""
         feats = self.extract_feat(inputs)
-        unmixed_feats = None
+        unmixed_outputs = None
         if getattr(self.head, 'needs_unmixed_forward', False) and \
                 UNMIXED_INPUT in data_samples[0]:
             unmixed = torch.stack([s.get(UNMIXED_INPUT) for s in data_samples])
+            # Backbone and head: no gradient, no BN statistics touched.
             with torch.no_grad(), frozen_norm_statistics(self,
                                                          self.unmixed_norm):
-                unmixed_feats = self.extract_feat(unmixed)
+                unmixed_outputs = self.head.saol_outputs(
+                    self.extract_feat(unmixed))
         return self.head.loss(feats, data_samples,
-                              unmixed_feats=unmixed_feats)
+                              unmixed_outputs=unmixed_outputs)
 
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None,

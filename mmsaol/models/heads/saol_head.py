@@ -344,7 +344,9 @@ class SAOLHead(ClsHead):
         if self.gapfc is None:
             raise RuntimeError(
                 'This SAOLHead has no GAP-FC branch; set head.distillation.')
-        return self.gapfc(last_feat.mean(dim=(2, 3)))
+        # float32 logits: CPU autocast would keep the loss's log-softmax in
+        # bfloat16.
+        return self.gapfc(last_feat.mean(dim=(2, 3))).float()
 
     def pre_logits(self, feats: Tuple[Tensor, ...]) -> Tensor:
         """Attention-pooled fused feature ``sum_ij A_ij F_ij``, ``(N, C)``:
@@ -384,7 +386,7 @@ class SAOLHead(ClsHead):
         return target
 
     def loss(self, feats: Tuple[Tensor, ...], data_samples: List[DataSample],
-             unmixed_feats: Optional[Tuple[Tensor, ...]] = None,
+             unmixed_outputs: Optional[SAOLOutputs] = None,
              **kwargs) -> dict:
         """Losses of a training batch.
 
@@ -393,9 +395,10 @@ class SAOLHead(ClsHead):
             data_samples (List[DataSample]): Samples with ``gt_label`` /
                 ``gt_score`` and, after :class:`GeometryCutMix`, the mix
                 geometry.
-            unmixed_feats (tuple[Tensor], optional): Stage maps of the
-                un-mixed batch, computed without gradient by
-                :class:`SAOLClassifier` for ``self_supervision.target='self'``.
+            unmixed_outputs (SAOLOutputs, optional): SAOL's maps of the
+                un-mixed batch, computed without gradient and without
+                touching BN statistics by :class:`SAOLClassifier`, for
+                ``self_supervision.target='self'``.
 
         Returns:
             dict[str, Tensor]: ``loss_cls`` and, when enabled,
@@ -421,7 +424,7 @@ class SAOLHead(ClsHead):
                     'losses would silently stay 0), or set '
                     'head.self_supervision=None.')
             losses.update(
-                self._location_losses(out, data_samples, unmixed_feats))
+                self._location_losses(out, data_samples, unmixed_outputs))
         if self.cal_acc:
             losses.update(self._accuracy(out.log_probs, target))
         return losses
@@ -449,7 +452,7 @@ class SAOLHead(ClsHead):
 
     def _location_losses(self, out: SAOLOutputs,
                          data_samples: List[DataSample],
-                         unmixed_feats: Optional[Tuple[Tensor, ...]]) -> dict:
+                         clean: Optional[SAOLOutputs]) -> dict:
         """CutMix location-specific self-supervision (paper Sec. 3)."""
         grid = out.log_spatial.shape[-2:]
         mix = self._mix_coverage(data_samples, grid, out.log_spatial.device)
@@ -469,15 +472,13 @@ class SAOLHead(ClsHead):
             losses['loss_spatial'] = self.spatial_loss(
                 out.log_spatial, paste_maps(label_maps, partner, coverage))
             return losses
-        if unmixed_feats is None:
+        if clean is None:
             raise RuntimeError(
                 "head.self_supervision.target='self' needs the un-mixed "
                 "batch: use model.type='SAOLClassifier' (it forwards the "
                 "un-mixed "
                 'images without gradient), or set self_supervision.target='
                 "'label'.")
-        with torch.no_grad():
-            clean = self.saol_outputs(unmixed_feats)
         if self.spatial_loss is not None:
             losses['loss_spatial'] = self.spatial_loss(
                 out.log_spatial,

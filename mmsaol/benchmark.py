@@ -1,0 +1,604 @@
+"""What SAOL costs: GAP-FC and the SAOL variants on the same backbone.
+
+Logic of ``tools/benchmark.py``. For one backbone (from a config or a preset
+name) it builds GAP-FC and five SAOL variants (plain, self-supervision mode
+``'label'``, mode ``'self'``, self-distillation, mode ``'self'`` with
+self-distillation) and measures, side by side in one process:
+
+- parameters and multiply-accumulates of one inference forward (mmengine's
+  ``FlopAnalyzer``, which counts one fused multiply-add as one "flop");
+- training images/s of the full step ``model.train_step``: data
+  preprocessor (normalisation, (Geometry)CutMix), forward, losses, backward
+  and optimizer step, on synthetic uint8 batches (no data loading);
+- inference images/s of ``model.test_step`` (preprocessor, forward,
+  predictions);
+- peak training memory: the bytes of the model state (parameters, buffers,
+  optimizer state) plus the peak of the bytes torch allocates during one
+  training step above what was allocated when it began. On CUDA the latter
+  is ``torch.cuda.max_memory_allocated()``; on CPU the same quantity is
+  summed from the allocation events of ``torch.profiler`` (profile_memory).
+  Neither counts the allocator's cache or non-tensor memory.
+
+Every variant is warmed up first; the timings are repeated with the order of
+the variants rotated each repeat (so slow drift of a shared machine hits all
+variants alike), and the median is reported with ratios to GAP-FC. Images/s
+are per second of wall time, or with ``--clock process`` per second of this
+process's CPU time: on a CPU shared with other jobs (``--threads 1``) that
+counts only the benchmark's own work, which keeps the ratios stable.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import re
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import mmsaol  # noqa: F401  (registers components)
+from mmsaol.apis.cli import resolve_config
+from mmsaol.compat.amp import CPUAmpOptimWrapper
+
+#: name -> (table label, SAOLHead overrides; None for the GAP-FC baseline).
+VARIANTS: Dict[str, Tuple[str, Optional[dict]]] = {
+    'gapfc': ('GAP-FC', None),
+    'saol': ('SAOL', dict()),
+    'saol_label': ("SAOL + self-sup. 'label'",
+                   dict(self_supervision=dict(target='label'))),
+    'saol_self': ("SAOL + self-sup. 'self'",
+                  dict(self_supervision=dict(target='self'))),
+    'saol_distill': ('SAOL + distillation', dict(distillation=dict())),
+    'saol_all': ("SAOL + self-sup. 'self' + distillation",
+                 dict(self_supervision=dict(target='self'),
+                      distillation=dict())),
+}
+#: SAOLHead options that select a variant; taken out of a config's head.
+VARIANT_KEYS = ('self_supervision', 'distillation', 'test_output',
+                'with_maps')
+SOFT_CE = dict(type='CrossEntropyLoss', loss_weight=1.0, use_soft=True)
+DEFAULT_TRAIN_CFG = dict(augments=dict(type='CutMix', alpha=1.0))
+IMAGENET_PREPROCESSOR = dict(mean=[123.675, 116.28, 103.53],
+                             std=[58.395, 57.12, 57.375], to_rgb=True)
+#: --clock: wall time, or the CPU time of this process (on a CPU shared with
+#: other jobs, with --threads 1, it counts only this benchmark's work).
+CLOCKS = {'wall': time.perf_counter, 'process': time.process_time}
+MEMORY_METRIC = (
+    'model state (parameters, buffers, optimizer state) + peak bytes '
+    'allocated by torch during one training step above the bytes allocated '
+    'at its start ({how}); allocator cache and non-tensor memory excluded')
+
+
+def backbone_preset(name: str) -> dict:
+    """Backbone config of a preset name: ``resnet{18,34,50,101,152}``
+    (mmpretrain ``ResNet``) or ``resnet{18,...}_cifar`` (``ResNet_CIFAR``),
+    returning stages 2-4 (``out_indices=(1, 2, 3)``) for SAOL."""
+    match = re.fullmatch(r'resnet(18|34|50|101|152)(_cifar)?', name)
+    if match is None:
+        raise ValueError(
+            f'--backbone {name!r} is not a preset; use resnet18, resnet34, '
+            'resnet50, resnet101, resnet152 (ImageNet stem) or the same with '
+            "'_cifar' (CIFAR stem), or give a config file instead.")
+    return dict(type='ResNet_CIFAR' if match.group(2) else 'ResNet',
+                depth=int(match.group(1)), num_stages=4,
+                out_indices=(1, 2, 3), style='pytorch')
+
+
+def _saol_out_indices(backbone: dict) -> Tuple[int, ...]:
+    """The stages SAOL reads: the config's when it lists several, else the
+    last three of ``num_stages``."""
+    given = backbone.get('out_indices')
+    if isinstance(given, (list, tuple)) and len(given) > 1:
+        return tuple(given)
+    stages = backbone.get('num_stages', 4)
+    return tuple(range(max(stages - 3, 0), stages))
+
+
+def _map_cutmix(augments, geometry: bool):
+    """The same batch augments (``model.train_cfg``, or any part of it)
+    with every CutMix as ``GeometryCutMix`` (``geometry=True``, needed by
+    SAOL's self-supervision) or as mmpretrain's ``CutMix`` (for GAP-FC)."""
+    if isinstance(augments, (list, tuple)):
+        return [_map_cutmix(a, geometry) for a in augments]
+    if not isinstance(augments, dict):
+        return augments
+    augments = {k: _map_cutmix(v, geometry) for k, v in augments.items()}
+    if augments.get('type') in ('CutMix', 'GeometryCutMix'):
+        augments['type'] = 'GeometryCutMix' if geometry else 'CutMix'
+        if not geometry:
+            augments.pop('per_sample_box', None)
+            augments.pop('keep_unmixed', None)
+    return augments
+
+
+@dataclass
+class Setup:
+    """What is benchmarked, and how."""
+
+    source: str
+    backbone: dict
+    saol_head: dict
+    preprocessor: dict
+    train_cfg: dict
+    classifier_kwargs: dict
+    num_classes: int
+    input_size: Tuple[int, int]
+    batch_size: int
+    device: str
+    amp: bool
+    amp_dtype: str
+    warmup: int
+    iters: int
+    repeats: int
+    variants: List[str]
+    clock: str = 'wall'
+    seed: int = 0
+
+
+def _config_parts(path: str) -> dict:
+    """Backbone, SAOL head options, data preprocessor, batch augments and
+    classifier options of a SAOL (or GAP-FC) config."""
+    cfg = Config.fromfile(resolve_config(path))
+    model = cfg.model.to_dict()
+    backbone = model['backbone']
+    backbone.pop('init_cfg', None)  # no pretrained weights needed
+    cfg_head = model.get('head') or {}
+    head = {k: v for k, v in cfg_head.items() if k not in VARIANT_KEYS} \
+        if cfg_head.get('type') == 'SAOLHead' else {}
+    if 'loss' in cfg_head:
+        head['loss'] = cfg_head['loss']
+    preprocessor = model.get('data_preprocessor') or \
+        cfg.get('data_preprocessor') or IMAGENET_PREPROCESSOR
+    return dict(
+        source=path, backbone=backbone, saol_head=head,
+        preprocessor=dict(preprocessor),
+        train_cfg=model.get('train_cfg') or DEFAULT_TRAIN_CFG,
+        classifier_kwargs={k: model[k] for k in ('unmixed_norm', )
+                           if k in model},
+        num_classes=cfg_head.get('num_classes', 1000))
+
+
+def _preset_parts(name: str) -> dict:
+    return dict(source=f'--backbone {name}', backbone=backbone_preset(name),
+                saol_head={}, preprocessor=dict(IMAGENET_PREPROCESSOR),
+                train_cfg=DEFAULT_TRAIN_CFG, classifier_kwargs={},
+                num_classes=1000)
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    """Resolve the command line (config or preset) into a :class:`Setup`."""
+    parts = _config_parts(args.config) if args.config \
+        else _preset_parts(args.backbone)
+    parts['backbone']['out_indices'] = _saol_out_indices(parts['backbone'])
+    if args.num_classes is not None:
+        parts['num_classes'] = args.num_classes
+    head = parts['saol_head']
+    if args.channels is not None:
+        head['channels'] = args.channels
+    head.pop('type', None)
+    head['num_classes'] = parts['num_classes']
+    head.setdefault('loss', SOFT_CE)
+    preprocessor = parts['preprocessor']
+    preprocessor.pop('type', None)
+    preprocessor.pop('batch_augments', None)
+    preprocessor['num_classes'] = parts['num_classes']
+
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError('--device cuda needs a CUDA device; use --device '
+                         'cpu.')
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f'--variants: unknown {unknown}; choose from '
+                         f'{list(VARIANTS)}.')
+    if 'gapfc' not in args.variants:
+        raise ValueError('--variants must include gapfc: ratios are to '
+                         'GAP-FC.')
+    if args.clock == 'process' and device.startswith('cuda'):
+        raise ValueError('--clock process measures CPU work; use --clock '
+                         'wall with --device cuda.')
+    for name, value in (('--batch-size', args.batch_size),
+                        ('--iters', args.iters),
+                        ('--repeats', args.repeats)):
+        if value < 1:
+            raise ValueError(f'{name} must be >= 1, got {value}.')
+    size = args.input_size
+    return Setup(
+        **parts, input_size=(size[0], size[-1]), batch_size=args.batch_size,
+        device=device, amp=args.amp,
+        amp_dtype=args.amp_dtype or ('float16' if device.startswith('cuda')
+                                     else 'bfloat16'),
+        warmup=args.warmup, iters=args.iters, repeats=args.repeats,
+        variants=[v for v in VARIANTS if v in args.variants],
+        clock=args.clock, seed=args.seed)
+
+
+def stage_channels(backbone: dict, input_size: Tuple[int, int]
+                   ) -> Tuple[int, ...]:
+    """Channels of the maps the backbone returns (one dummy forward)."""
+    model = MODELS.build(copy.deepcopy(backbone))
+    model.eval()  # mmpretrain backbones' train() returns None
+    with torch.no_grad():
+        feats = model(torch.zeros(1, 3, *input_size))
+    return tuple(int(f.shape[1]) for f in feats)
+
+
+def variant_model_config(setup: Setup, name: str,
+                         channels: Sequence[int]) -> dict:
+    """The classifier config of one variant; all share the backbone."""
+    overrides = VARIANTS[name][1]
+    backbone = copy.deepcopy(setup.backbone)
+    preprocessor = copy.deepcopy(setup.preprocessor)
+    if overrides is None:
+        backbone['out_indices'] = (backbone['out_indices'][-1], )
+        preprocessor['type'] = 'ClsDataPreprocessor'
+        return dict(
+            type='ImageClassifier', backbone=backbone,
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead',
+                      num_classes=setup.num_classes,
+                      in_channels=channels[-1],
+                      loss=copy.deepcopy(setup.saol_head['loss'])),
+            data_preprocessor=preprocessor,
+            train_cfg=_map_cutmix(setup.train_cfg, False))
+    head = dict(copy.deepcopy(setup.saol_head), type='SAOLHead',
+                **copy.deepcopy(overrides))
+    head.setdefault('in_channels', tuple(channels))
+    preprocessor['type'] = 'SAOLDataPreprocessor'
+    return dict(type='SAOLClassifier', backbone=backbone, neck=None,
+                head=head, data_preprocessor=preprocessor,
+                train_cfg=_map_cutmix(setup.train_cfg, True),
+                **setup.classifier_kwargs)
+
+
+def synthetic_batch(setup: Setup, generator: torch.Generator) -> dict:
+    """A fresh batch as a data loader would give it: uint8 images on the
+    host and DataSamples with a hard label."""
+    images = torch.randint(0, 256, (setup.batch_size, 3, *setup.input_size),
+                           dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, setup.num_classes, (setup.batch_size, ),
+                           generator=generator)
+    samples = [DataSample().set_gt_label(int(label)) for label in labels]
+    return dict(inputs=images, data_samples=samples)
+
+
+def _optim_wrapper(setup: Setup, model: nn.Module) -> OptimWrapper:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                weight_decay=1e-4)
+    if not setup.amp:
+        return OptimWrapper(optimizer=optimizer)
+    if setup.device.startswith('cuda'):
+        return AmpOptimWrapper(optimizer=optimizer, dtype=setup.amp_dtype)
+    return CPUAmpOptimWrapper(optimizer=optimizer, dtype=setup.amp_dtype)
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
+
+
+def _state_bytes(model: nn.Module, optim_wrapper: OptimWrapper) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    for state in optim_wrapper.optimizer.state.values():
+        tensors += [v for v in state.values() if torch.is_tensor(v)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _cpu_step_peak(step: Callable[[], object]) -> int:
+    """Peak bytes allocated by torch on the CPU during ``step()`` above the
+    bytes allocated when it began, from the profiler's allocation events."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        step()
+    # The per-allocation records (FunctionEvent only keeps per-op sums);
+    # torch.profiler has no public accessor for them in torch 2.x.
+    events = sorted((e.start_ns(), e.nbytes())
+                    for e in p.profiler.kineto_results.events()
+                    if e.name() == '[memory]'
+                    and e.device_type() == torch.autograd.DeviceType.CPU)
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def _step_peak(device: str, step: Callable[[], object]) -> int:
+    if not device.startswith('cuda'):
+        return _cpu_step_peak(step)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    start = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - start
+
+
+@dataclass
+class VariantResult:
+    """Measurements of one variant (throughputs are medians)."""
+
+    name: str
+    label: str
+    params: int
+    macs: int
+    macs_not_counted: Dict[str, int]
+    train_images_per_s: float = math.nan
+    infer_images_per_s: float = math.nan
+    train_runs: List[float] = field(default_factory=list)
+    infer_runs: List[float] = field(default_factory=list)
+    state_bytes: int = 0
+    step_peak_bytes: int = 0
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.state_bytes + self.step_peak_bytes
+
+
+class Bench:
+    """One variant: model, optimizer and timed steps."""
+
+    def __init__(self, setup: Setup, name: str, channels: Sequence[int]):
+        self.setup = setup
+        self.name = name
+        # Keep stdout for the table: no INFO lines from building.
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            self.model = MODELS.build(
+                variant_model_config(setup, name, channels))
+        finally:
+            logger.setLevel(level)
+        self.model.to(setup.device)
+        self.optim_wrapper = _optim_wrapper(setup, self.model)
+        self.generator = torch.Generator().manual_seed(setup.seed)
+
+    def _amp_context(self):
+        if not self.setup.amp:
+            return nullcontext()
+        return torch.autocast(self.setup.device.split(':')[0],
+                              dtype=getattr(torch, self.setup.amp_dtype))
+
+    def complexity(self) -> VariantResult:
+        """Parameters and MACs of one image's inference forward."""
+        self.model.eval()
+        inputs = torch.randn(1, 3, *self.setup.input_size,
+                             device=self.setup.device)
+        with torch.no_grad():
+            analyzer = FlopAnalyzer(self.model, (inputs, ))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            analyzer.tracer_warnings('none')
+            macs = analyzer.total()
+            skipped = dict(analyzer.unsupported_ops())
+        return VariantResult(
+            name=self.name, label=VARIANTS[self.name][0],
+            params=sum(p.numel() for p in self.model.parameters()),
+            macs=int(macs), macs_not_counted=skipped)
+
+    def _batches(self, count: int) -> List[dict]:
+        return [synthetic_batch(self.setup, self.generator)
+                for _ in range(count)]
+
+    def train(self, steps: int) -> float:
+        """Images/s over ``steps`` full training steps."""
+        batches = self._batches(steps)
+        self.model.train()
+        _synchronize(self.setup.device)
+        start = CLOCKS[self.setup.clock]()
+        for batch in batches:
+            self.model.train_step(batch, self.optim_wrapper)
+        _synchronize(self.setup.device)
+        return steps * self.setup.batch_size / (
+            CLOCKS[self.setup.clock]() - start)
+
+    def infer(self, steps: int) -> float:
+        """Images/s over ``steps`` inference steps."""
+        batches = self._batches(steps)
+        self.model.eval()
+        _synchronize(self.setup.device)
+        start = CLOCKS[self.setup.clock]()
+        with torch.no_grad(), self._amp_context():
+            for batch in batches:
+                self.model.test_step(batch)
+        _synchronize(self.setup.device)
+        return steps * self.setup.batch_size / (
+            CLOCKS[self.setup.clock]() - start)
+
+    def memory(self) -> Tuple[int, int]:
+        """``(state bytes, step peak bytes)`` of one training step (run
+        after the warm-up, so the optimizer state exists)."""
+        batch = self._batches(1)[0]
+        self.model.train()
+        peak = _step_peak(self.setup.device, lambda: self.model.train_step(
+            batch, self.optim_wrapper))
+        return _state_bytes(self.model, self.optim_wrapper), peak
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_benchmark(setup: Setup) -> List[VariantResult]:
+    """Measure every variant of ``setup`` side by side."""
+    torch.manual_seed(setup.seed)
+    if setup.device.startswith('cuda'):
+        torch.backends.cudnn.benchmark = True  # fixed shapes
+    channels = stage_channels(setup.backbone, setup.input_size)
+    _log(f'[benchmark] {setup.source}: stage channels {channels}, input '
+         f'{setup.input_size[0]}x{setup.input_size[1]}, batch '
+         f'{setup.batch_size}, device {setup.device}, amp {setup.amp}'
+         + (f' ({setup.amp_dtype})' if setup.amp else '')
+         + f', {torch.get_num_threads()} threads, {setup.clock} clock')
+    benches: Dict[str, Bench] = {}
+    results: Dict[str, VariantResult] = {}
+    for name in setup.variants:
+        benches[name] = Bench(setup, name, channels)
+        results[name] = benches[name].complexity()
+        _log(f'[benchmark] built {name}: {results[name].params / 1e6:.3f} M '
+             f'params, {results[name].macs / 1e9:.4f} G MACs')
+    for name, bench in benches.items():
+        if setup.warmup:
+            bench.train(setup.warmup)
+            bench.infer(setup.warmup)
+        results[name].state_bytes, results[name].step_peak_bytes = \
+            bench.memory()
+        _log(f'[benchmark] warmed up {name}; peak training memory '
+             f'{results[name].peak_memory_bytes / 2**20:.1f} MiB')
+    for repeat in range(setup.repeats):
+        shift = repeat % len(setup.variants)
+        order = setup.variants[shift:] + setup.variants[:shift]
+        for name in order:
+            results[name].train_runs.append(benches[name].train(setup.iters))
+        for name in order:
+            results[name].infer_runs.append(benches[name].infer(setup.iters))
+        _log(f'[benchmark] repeat {repeat + 1}/{setup.repeats}: ' + ', '.join(
+            f'{n} {results[n].train_runs[-1]:.1f}/'
+            f'{results[n].infer_runs[-1]:.1f}' for n in order)
+            + ' (train/inference images/s)')
+    for result in results.values():
+        result.train_images_per_s = statistics.median(result.train_runs)
+        result.infer_images_per_s = statistics.median(result.infer_runs)
+    return [results[name] for name in setup.variants]
+
+
+METRICS = (  # (key, column title, scale, format)
+    ('params', 'params (M)', 1e-6, '.3f'),
+    ('macs', 'MACs (G)', 1e-9, '.4f'),
+    ('train_images_per_s', 'train images/s', 1.0, '.2f'),
+    ('infer_images_per_s', 'inference images/s', 1.0, '.2f'),
+    ('peak_memory_bytes', 'train peak memory (MiB)', 2**-20, '.1f'),
+)
+
+
+def ratios(results: Sequence[VariantResult]) -> Dict[str, Dict[str, float]]:
+    """Every metric of every variant divided by GAP-FC's."""
+    base = next(r for r in results if r.name == 'gapfc')
+    return {r.name: {key: getattr(r, key) / getattr(base, key)
+                     for key, *_ in METRICS}
+            for r in results}
+
+
+def markdown_table(results: Sequence[VariantResult]) -> str:
+    """The results as a markdown table, each value with its ratio to
+    GAP-FC."""
+    rel = ratios(results)
+    lines = ['| variant | ' + ' | '.join(m[1] for m in METRICS) + ' |',
+             '|---|' + '---:|' * len(METRICS)]
+    for r in results:
+        cells = [f'{getattr(r, key) * scale:{fmt}} '
+                 f'({rel[r.name][key]:.3f})'
+                 for key, _, scale, fmt in METRICS]
+        lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
+    """Everything measured, JSON-ready."""
+    device = setup.device
+    how = ('torch.cuda.max_memory_allocated' if device.startswith('cuda')
+           else 'torch.profiler allocation events')
+    return dict(
+        setup=dict(
+            {k: v for k, v in asdict(setup).items()},
+            device_name=(torch.cuda.get_device_name(device)
+                         if device.startswith('cuda') else 'cpu'),
+            threads=torch.get_num_threads(), torch=torch.__version__,
+            memory_metric=MEMORY_METRIC.format(how=how),
+            timing=('median over repeats of images per second of the '
+                    '`clock` (wall: elapsed time; process: CPU time of the '
+                    'benchmark process) over `iters` steps, after `warmup` '
+                    'steps; variant order rotated per repeat')),
+        variants=[dict(asdict(r), peak_memory_bytes=r.peak_memory_bytes,
+                       ratio_to_gapfc=ratios(results)[r.name])
+                  for r in results])
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Cost of SAOL and its options against GAP-FC on the '
+        'same backbone: parameters, MACs, training and inference images/s, '
+        'peak training memory.')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('config', nargs='?', help='a SAOL (or GAP-FC) '
+                        'config: its backbone, head options, data '
+                        'preprocessor and batch augments are used')
+    source.add_argument('--backbone', help='a preset instead of a config: '
+                        'resnet18/34/50/101/152, optionally with _cifar')
+    parser.add_argument('--input-size', type=int, nargs='+', default=[224],
+                        metavar='S', help='input side, or height width '
+                        '(default 224)')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help="number of classes (default: the config's, "
+                        'or 1000)')
+    parser.add_argument('--channels', type=int, default=None,
+                        help="SAOLHead.channels (default: the config's, or "
+                        "the head's default)")
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed steps per variant first (default 2)')
+    parser.add_argument('--iters', type=int, default=10,
+                        help='steps per timing (default 10)')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='timings per variant; the median is reported '
+                        '(default 3)')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (AmpOptimWrapper on CUDA, '
+                        'CPUAmpOptimWrapper on CPU) for training and '
+                        'inference')
+    parser.add_argument('--amp-dtype', choices=('float16', 'bfloat16'),
+                        default=None, help='autocast dtype (default: '
+                        'float16 on CUDA, bfloat16 on CPU)')
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                        help=f'subset of {list(VARIANTS)} (gapfc required)')
+    parser.add_argument('--clock', choices=tuple(CLOCKS), default='wall',
+                        help='time images/s by the wall clock (default) or '
+                        'by the CPU time of this process (stable on a CPU '
+                        'shared with other jobs; use with --threads 1)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch\'s choice; '
+                        'use 1 on a machine shared with other jobs)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default=None,
+                        help='write the results as JSON to this file')
+    args = parser.parse_args(argv)
+    if len(args.input_size) not in (1, 2):
+        parser.error('--input-size takes one or two numbers')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """``tools/benchmark.py``: print the markdown table, optionally write
+    the JSON report; returns the report."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        setup = setup_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}') from None
+    results = run_benchmark(setup)
+    print(markdown_table(results), flush=True)
+    data = report(setup, results)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(data, f, indent=2)
+        _log(f'[benchmark] wrote {args.out}')
+    return data

@@ -1,0 +1,139 @@
+"""tools/benchmark.py (mmsaol.benchmark): SAOL's cost against GAP-FC."""
+from __future__ import annotations
+
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from mmsaol.benchmark import VARIANTS, main, parse_args, setup_from_args
+from mmsaol.benchmark import variant_model_config as model_config
+
+DEMO = 'configs/saol_demo.py'
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_model_end_to_end(tmp_path, capsys, one_thread):
+    out = tmp_path / 'cost.json'
+    report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '4', '--iters', '2', '--warmup', '0',
+                   '--repeats', '1', '--num-classes', '10',
+                   '--threads', '1', '--clock', 'process',
+                   '--out', str(out)])
+    captured = capsys.readouterr()
+    table = captured.out.strip().splitlines()
+    assert table[0].startswith('| variant | params (M) | MACs (G)')
+    assert [row.split('|')[1].strip() for row in table[2:]] == \
+        [label for label, _ in VARIANTS.values()]
+    assert '[benchmark] repeat 1/1' in captured.err  # progress
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+
+    rows = {v['name']: v for v in report['variants']}
+    assert list(rows) == list(VARIANTS)
+    assert rows['gapfc']['ratio_to_gapfc'] == pytest.approx(
+        dict.fromkeys(rows['gapfc']['ratio_to_gapfc'], 1.0))
+    for row in rows.values():
+        assert row['train_images_per_s'] > 0 < row['infer_images_per_s']
+        assert row['step_peak_bytes'] > 0 and row['macs'] > 0
+        # parameters, gradients... at least parameters and SGD momentum
+        assert row['state_bytes'] >= 2 * 4 * row['params']
+    # Self-supervision only adds training work; distillation adds the
+    # GAP-FC branch's parameters, not inference MACs (forward is SAOL's).
+    saol = rows['saol']
+    assert saol['params'] > rows['gapfc']['params']
+    assert saol['macs'] > rows['gapfc']['macs']
+    for name in ('saol_label', 'saol_self'):
+        assert (rows[name]['params'], rows[name]['macs']) == \
+            (saol['params'], saol['macs'])
+    gapfc_branch = 512 * 10 + 10
+    assert rows['saol_distill']['params'] == saol['params'] + gapfc_branch
+    assert rows['saol_all']['macs'] == saol['macs']
+    # What is measured is written down.
+    assert 'torch.profiler' in report['setup']['memory_metric']
+    assert report['setup']['clock'] == 'process'
+    assert report['setup']['threads'] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_tiny_model_on_cuda_with_amp(capsys):
+    report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '4', '--iters', '2', '--warmup', '1',
+                   '--repeats', '1', '--num-classes', '10', '--device',
+                   'cuda', '--amp', '--variants', 'gapfc', 'saol_all'])
+    assert report['setup']['amp_dtype'] == 'float16'
+    assert 'max_memory_allocated' in report['setup']['memory_metric']
+    for row in report['variants']:
+        assert row['train_images_per_s'] > 0 < row['step_peak_bytes']
+
+
+def _setup(*argv):
+    return setup_from_args(parse_args(list(argv)))
+
+
+def test_variants_share_the_backbone_of_a_config(tmp_path):
+    config = tmp_path / 'saol.py'
+    config.write_text(
+        f"_base_ = [{osp.abspath(DEMO)!r}]\n"
+        "model = dict(train_cfg=dict(_delete_=True, augments=[dict("
+        "type='GeometryCutMix', alpha=1.0)], probs=[0.5]))\n")
+    setup = _setup(str(config), '--input-size', '40')
+    channels = (32, 64, 128)
+    gapfc = model_config(setup, 'gapfc', channels)
+    assert gapfc['type'] == 'ImageClassifier'
+    assert gapfc['head']['type'] == 'LinearClsHead'
+    assert gapfc['head']['in_channels'] == 128
+    assert gapfc['head']['loss'] == setup.saol_head['loss']
+    assert gapfc['train_cfg'] == dict(augments=[dict(type='CutMix',
+                                                    alpha=1.0)],
+                                      probs=[0.5])
+    assert gapfc['data_preprocessor']['type'] == 'ClsDataPreprocessor'
+    for name, (_, overrides) in VARIANTS.items():
+        cfg = model_config(setup, name, channels)
+        expected = dict(setup.backbone)
+        if name == 'gapfc':
+            expected['out_indices'] = (3, )
+        assert cfg['backbone'] == expected
+        if overrides is None:
+            continue
+        head = cfg['head']
+        assert cfg['type'] == 'SAOLClassifier'
+        assert cfg['train_cfg']['augments'][0]['type'] == 'GeometryCutMix'
+        assert cfg['train_cfg']['probs'] == [0.5]
+        # the config's SAOL options, with the variant's parts
+        assert head['channels'] == 64 and head['in_channels'] == channels
+        assert head.get('self_supervision') == \
+            overrides.get('self_supervision')
+        assert head.get('distillation') == overrides.get('distillation')
+    assert setup.num_classes == 10 and setup.input_size == (40, 40)
+
+
+def test_random_batch_augment_is_mapped_per_variant():
+    setup = _setup('--backbone', 'resnet18_cifar', '--input-size', '32')
+    setup.train_cfg = dict(augments=[
+        dict(type='GeometryCutMix', alpha=1.0, per_sample_box=True),
+        dict(type='Mixup', alpha=0.8)], probs=[0.6, 0.2])
+    gapfc = model_config(setup, 'gapfc', (128, 256, 512))
+    saol = model_config(setup, 'saol_self', (128, 256, 512))
+    assert gapfc['train_cfg'] == dict(augments=[
+        dict(type='CutMix', alpha=1.0), dict(type='Mixup', alpha=0.8)],
+        probs=[0.6, 0.2])
+    assert saol['train_cfg'] == setup.train_cfg
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--backbone', 'vgg16'], 'not a preset'),
+    (['--backbone', 'resnet50', '--variants', 'saol'], 'include gapfc'),
+    (['--backbone', 'resnet50', '--variants', 'gapfc', 'saol_x'],
+     'unknown'),
+    (['--backbone', 'resnet50', '--iters', '0'], '--iters'),
+])
+def test_bad_arguments_are_explained(argv, message, capsys):
+    with pytest.raises(SystemExit, match=message):
+        main(argv)

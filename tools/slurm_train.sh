@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Training on a Slurm cluster, mmpretrain's tools/slurm_train.sh interface:
+#   [GPUS=8] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR \
+#       [train.py args...]
+# Environment knobs (as mmpretrain's): GPUS (tasks in all), GPUS_PER_NODE,
+# CPUS_PER_TASK, SRUN_ARGS; and PYTHON (the interpreter; default python).
+# On CPU-only nodes set GPUS_PER_NODE to the tasks per node and GRES= (empty)
+# so that no GPU is requested: the tasks then train with gloo.
+
+set -x
+
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+WORK_DIR=$4
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+GRES=${GRES-gpu:${GPUS_PER_NODE}}
+SRUN_ARGS=${SRUN_ARGS:-""}
+PYTHON=${PYTHON:-python}
+PY_ARGS=${@:5}
+
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+srun -p ${PARTITION} \
+    --job-name=${JOB_NAME} \
+    ${GRES:+--gres=${GRES}} \
+    --ntasks=${GPUS} \
+    --ntasks-per-node=${GPUS_PER_NODE} \
+    --cpus-per-task=${CPUS_PER_TASK} \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS} \
+    "$PYTHON" -u "$(dirname "$0")/train.py" ${CONFIG} --work-dir=${WORK_DIR} \
+    --launcher="slurm" ${PY_ARGS}
