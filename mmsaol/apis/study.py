@@ -53,14 +53,15 @@ def _tool(name: str) -> str:
 
 
 #: WSOL metrics kept in the study (see ``WSOLMetric``).
-WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2')
+WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
 
 
 def run_variant(variant: Variant, seed: int, work_root: str,
                 extra: Sequence[str] = (),
                 env: Optional[dict] = None) -> Dict[str, float]:
     """Train one variant with one seed; test its last checkpoint's top-1
-    (``top1/<head>``) and localisation (``<map>/<metric>``)."""
+    (``top1/<head>``) and localisation (``<map>/<metric>``). A run whose
+    work dir already has a ``last_checkpoint`` is only evaluated again."""
     slug = ''.join(c if c.isalnum() else '_' for c in variant.name)
     work_dir = osp.join(work_root, f'{slug}_seed{seed}')
     options = [*variant.options, *extra]
@@ -68,8 +69,9 @@ def run_variant(variant: Variant, seed: int, work_root: str,
            work_dir, '--seed', str(seed)]
     if options:
         cmd += ['--cfg-options', *options]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.STDOUT, env=env)
+    if not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.STDOUT, env=env)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     results = {}
@@ -147,7 +149,7 @@ def markdown_tables(results: dict, seeds: Sequence[int]) -> str:
     top1 = ['| variant | output | val top-1 (%) | per seed |',
             '|---|---|---|---|']
     loc = ['| variant | map | GT-known loc (%) | MaxBoxAcc (%) | '
-           'MaxBoxAccV2 (%) |', '|---|---|---|---|---|']
+           'MaxBoxAccV2 (%) | peak in box (%) |', '|---|---|---|---|---|---|']
     for name, rows in results.items():
         for key, values in rows.items():
             kind, what = key.split('/', 1)

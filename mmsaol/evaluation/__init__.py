@@ -8,6 +8,7 @@ from .wsol import (
     largest_component_box,
     localization_ious,
     normalize_map,
+    peak_in_boxes,
     scale_boxes,
     upsample_map,
 )
@@ -17,5 +18,6 @@ from .wsol_metric import WSOLMetric
 __all__ = [
     'WSOLMetric', 'box_iou', 'boxes_from_map', 'build_maps_model',
     'evaluate_wsol', 'image_map', 'largest_component_box', 'localization_ious',
-    'maps_config', 'normalize_map', 'scale_boxes', 'upsample_map'
+    'maps_config', 'normalize_map', 'peak_in_boxes', 'scale_boxes',
+    'upsample_map'
 ]

@@ -181,3 +181,20 @@ def localization_ious(heatmap: Union[Tensor, np.ndarray],
     """
     boxes = boxes_from_map(image_map(heatmap, image_size), thresholds)
     return box_iou(boxes, gt_boxes).max(axis=1)
+
+
+def peak_in_boxes(heatmap: Union[Tensor, np.ndarray],
+                  image_size: Sequence[int], gt_boxes: np.ndarray) -> bool:
+    """Pointing game: whether the map's maximum, at image resolution, lies
+    inside a ground-truth box (half-open ``x1, y1, x2, y2``).
+
+    A threshold-free check of *where* a map looks, complementary to the box
+    IoU of the WSOL protocol: a sharp map that points at the object but
+    covers only part of it fails the IoU test and passes this one.
+    """
+    full = image_map(heatmap, image_size)
+    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    px, py = x + 0.5, y + 0.5  # pixel centre
+    return bool(np.any((boxes[:, 0] <= px) & (px < boxes[:, 2]) &
+                       (boxes[:, 1] <= py) & (py < boxes[:, 3])))

@@ -8,7 +8,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
-from .wsol import localization_ious, scale_boxes
+from .wsol import localization_ious, peak_in_boxes, scale_boxes
 
 MAP_KINDS = ('class', 'attention')
 RESOLUTIONS = ('img_shape', 'ori_shape')
@@ -47,7 +47,9 @@ class WSOLMetric(BaseMetric):
     - ``max_box_acc`` (and ``max_box_acc_thr``, the threshold reaching it):
       best GT-known localisation over the threshold sweep, at ``iou_thr``;
     - ``max_box_acc_iouXX`` for each of ``iou_thrs`` and their mean
-      ``max_box_acc_v2`` (MaxBoxAccV2).
+      ``max_box_acc_v2`` (MaxBoxAccV2);
+    - ``peak_in_box``: the pointing game, the map's maximum (of the true
+      class's map) inside the ground-truth box.
 
     Args:
         map (str): ``'class'`` (default): the class map of the true /
@@ -170,14 +172,16 @@ class WSOLMetric(BaseMetric):
             size = sample[self.resolution]
             gt = int(torch.as_tensor(sample['gt_label']).view(-1)[0])
             pred = int(torch.as_tensor(sample['pred_label']).view(-1)[0])
-            ious = localization_ious(self._map(sample, gt), size, boxes,
-                                     thresholds)
+            gt_map = self._map(sample, gt)
+            ious = localization_ious(gt_map, size, boxes, thresholds)
             top1_iou = ious[-1]
             if self.map == 'class' and pred != gt:
                 top1_iou = localization_ious(self._map(sample, pred), size,
                                              boxes, [self.threshold])[0]
             self.results.append(dict(sweep=ious[:-1], gt_known=ious[-1],
-                                     top1=top1_iou, correct=pred == gt))
+                                     top1=top1_iou, correct=pred == gt,
+                                     peak=peak_in_boxes(gt_map, size,
+                                                        boxes)))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Accuracies in percent from the per-sample IoUs."""
@@ -198,4 +202,6 @@ class WSOLMetric(BaseMetric):
         for t, acc in zip(self.iou_thrs, per_iou):
             metrics[f'max_box_acc_{_iou_name(t)}'] = acc
         metrics['max_box_acc_v2'] = float(np.mean(per_iou))
+        metrics['peak_in_box'] = 100.0 * float(
+            np.mean([r['peak'] for r in results]))
         return metrics

@@ -119,3 +119,14 @@ def test_localization_ious_whole_protocol():
     assert ious[1] == pytest.approx(box_iou(box, gt[:1])[0, 0])
     assert ious[1] > 0.5
     assert ious[2] < ious[1]
+
+
+def test_peak_in_boxes_pointing_game():
+    from mmsaol.evaluation import peak_in_boxes
+    heatmap = np.zeros((4, 4))
+    heatmap[1, 2] = 1.0  # cell (row 1, col 2) of 10 px cells on 40x40
+    box = np.array([20., 10., 30., 20.])
+    assert peak_in_boxes(heatmap, (40, 40), box)
+    assert not peak_in_boxes(heatmap, (40, 40), np.array([0., 0., 10., 10.]))
+    assert peak_in_boxes(heatmap, (40, 40),
+                         np.array([[0., 0., 5., 5.], [18., 8., 32., 22.]]))
