@@ -77,7 +77,10 @@ def test_exported_config_is_stock_mmpretrain(exported):
     assert model.head.type == 'LinearClsHead'
     assert (model.head.in_channels, model.head.num_classes) == (128, 10)
     assert model.head.loss.use_soft
-    assert model.train_cfg.augments == dict(type='CutMix', alpha=1.0)
+    assert model.train_cfg.augments == [dict(type='CutMix', alpha=1.0)]
+    assert model.train_cfg.probs == [0.5]
+    assert cfg.default_hooks.checkpoint.type == 'CheckpointHook'
+    assert cfg.custom_hooks == []  # mmsaol's NaN and checkpoint-fit hooks
     names = mmsaol_type_names()
     assert 'DigitsCanvas' in names and 'SAOLDataPreprocessor' in names
     for key in ('train', 'val', 'test'):
@@ -210,8 +213,8 @@ def test_other_mmsaol_fields_become_stock(trained, tmp_path):
     options = {
         'optim_wrapper.type': 'CPUAmpOptimWrapper',
         'optim_wrapper.dtype': 'bfloat16',
-        'model.train_cfg.augments': dict(type='GeometryCutMix', alpha=0.5,
-                                         per_sample_box=True),
+        'model.train_cfg.augments': [dict(type='GeometryCutMix', alpha=0.5,
+                                          per_sample_box=True)],
         'custom_imports.imports': ['mmsaol', 'mmpretrain.models'],
     }
     result = export_gapfc(*trained, str(tmp_path / 'out'),
@@ -219,9 +222,10 @@ def test_other_mmsaol_fields_become_stock(trained, tmp_path):
     cfg = Config.fromfile(result.config)
     assert cfg.optim_wrapper.type == 'OptimWrapper'
     assert 'dtype' not in cfg.optim_wrapper
-    assert cfg.model.train_cfg.augments == dict(type='CutMix', alpha=0.5)
+    assert cfg.model.train_cfg.augments == [dict(type='CutMix', alpha=0.5)]
     assert cfg.custom_imports.imports == ['mmpretrain.models']
-    assert result.dropped == []
+    assert result.dropped == ['custom_hooks: NonFiniteLossHook',
+                              'custom_hooks: CheckpointMatchHook']
 
 
 def test_refuses_mmsaol_type_without_stock_counterpart(trained, tmp_path):
@@ -237,10 +241,8 @@ def test_map_metrics_and_hooks_are_left_out(trained, tmp_path):
     pytest.importorskip('mmsaol.evaluation')
     pytest.importorskip('mmsaol.visualization')
     names = mmsaol_type_names()
-    metric = next((n for n, r in names.items() if r == 'metric'), None)
-    hook = next((n for n, r in names.items() if r == 'hook'), None)
-    if metric is None or hook is None:
-        pytest.skip('mmsaol registers no map metric or hook')
+    metric, hook = 'WSOLMetric', 'SAOLMapsHook'
+    assert names[metric] == 'metric' and names[hook] == 'hook'
     options = {
         'test_evaluator': [dict(type='Accuracy', topk=(1, )),
                            dict(type=metric)],
