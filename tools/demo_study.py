@@ -5,8 +5,8 @@
         [--out study.json] [--cfg-options k=v ...]
 
 Variants: GAP-FC + CutMix, SAOL + CutMix, + self-supervision with label
-maps (L), + self-annotated self-supervision (S) and distillation (the demo
-config: SAOL and its GAP-FC branch). Each run is a real
+maps (L), + self-annotated self-supervision (S), + S and distillation (the
+demo config: SAOL and its GAP-FC branch). Each run is a real
 tools/train.py run of the demo config; the last checkpoint is evaluated
 with tools/test.py (top-1) and tools/eval_wsol.py (localisation of SAOL's
 attention and class maps, or CAM for GAP-FC).

@@ -40,9 +40,9 @@ DEMO_VARIANTS = [
             'configs/saol_demo.py',
             ['model.head.self_supervision.target=label',
              'model.head.distillation=None']),
-    # The default demo config: its SAOL output is the self-supervision (S)
-    # row, its GAP-FC branch the distillation row (the branch's gradient
-    # reaches the shared backbone, not SAOL's head).
+    Variant('SAOL + CutMix + self-sup. (self-annotated, S)',
+            'configs/saol_demo.py', ['model.head.distillation=None']),
+    # The default demo config: SAOL and its distilled GAP-FC branch.
     Variant('SAOL + CutMix + self-sup. (self-annotated, S) + distillation',
             'configs/saol_demo.py', heads=('saol', 'gapfc')),
 ]
