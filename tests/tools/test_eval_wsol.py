@@ -11,7 +11,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KEYS = {'accuracy/top1', 'wsol/gt_known_loc', 'wsol/top1_loc',
         'wsol/max_box_acc', 'wsol/max_box_acc_thr', 'wsol/max_box_acc_iou30',
         'wsol/max_box_acc_iou50', 'wsol/max_box_acc_iou70',
-        'wsol/max_box_acc_v2'}
+        'wsol/max_box_acc_v2', 'wsol/peak_in_box'}
 
 
 def load_tool():
