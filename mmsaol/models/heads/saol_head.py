@@ -320,6 +320,14 @@ class SAOLHead(ClsHead):
                 reduced.append(resize_to_grid(conv(feat), grid))
         return torch.cat(reduced, dim=1), reduced[-1]
 
+    def _fused_and_attention(self, feats: Tuple[Tensor, ...]
+                             ) -> Tuple[Tensor, Tensor]:
+        """Fused multi-scale map and ``log A`` of checked stage maps."""
+        fused, reduced_last = self._fused_map(feats)
+        attn_in = reduced_last if self.attention_input == 'reduced' \
+            else feats[-1]
+        return fused, log_spatial_softmax(self.attention(attn_in))
+
     def saol_outputs(self, feats: Tuple[Tensor, ...]) -> SAOLOutputs:
         """Attention map, spatial posteriors and output of a batch.
 
@@ -330,10 +338,7 @@ class SAOLHead(ClsHead):
             SAOLOutputs: all maps, in float32.
         """
         feats = self._check_feats(feats)
-        fused, reduced_last = self._fused_map(feats)
-        attn_in = reduced_last if self.attention_input == 'reduced' \
-            else feats[-1]
-        log_attention = log_spatial_softmax(self.attention(attn_in))
+        fused, log_attention = self._fused_and_attention(feats)
         log_spatial = log_class_softmax(self.spatial_cls(self.dropout(fused)))
         return SAOLOutputs(log_attention, log_spatial,
                            saol_log_output(log_attention, log_spatial),
@@ -351,11 +356,9 @@ class SAOLHead(ClsHead):
     def pre_logits(self, feats: Tuple[Tensor, ...]) -> Tensor:
         """Attention-pooled fused feature ``sum_ij A_ij F_ij``, ``(N, C)``:
         the image embedding SAOL classifies (used by feature extraction)."""
-        feats = self._check_feats(feats)
-        fused, reduced_last = self._fused_map(feats)
-        attn_in = reduced_last if self.attention_input == 'reduced' \
-            else feats[-1]
-        attention = log_spatial_softmax(self.attention(attn_in)).exp()
+        fused, log_attention = self._fused_and_attention(
+            self._check_feats(feats))
+        attention = log_attention.exp()
         return torch.einsum('nchw,nhw->nc', fused.float(), attention)
 
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
