@@ -180,3 +180,16 @@ def test_label_beyond_num_classes_is_explained():
     head = build_head()
     with pytest.raises(ValueError, match='head.num_classes=5'):
         head.loss(make_feats(), samples([0, 1, 7]))
+
+
+def test_pre_logits_is_attention_pooled_fused_feature():
+    head = build_head(zero_init_attention=False).eval()
+    feats = make_feats()
+    emb = head.pre_logits(feats)
+    assert emb.shape == (3, 8 * 3)
+    grid = feats[-1].shape[-2:]
+    fused = torch.cat([conv(F.adaptive_avg_pool2d(f, grid))
+                       for conv, f in zip(head.reduce_convs, feats)], 1)
+    attention, _, _ = reference_output(head, feats)
+    torch.testing.assert_close(
+        emb, (fused * attention[:, None]).sum(dim=(2, 3)))
