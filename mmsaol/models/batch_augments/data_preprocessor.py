@@ -1,7 +1,7 @@
 """ClsDataPreprocessor that carries CutMix geometry to the head."""
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
@@ -49,9 +49,6 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
     the location losses treat it as "nothing pasted".
     """
 
-    def _geometry_augments(self) -> Iterator[GeometryCutMix]:
-        return iter(geometry_augments(self))
-
     def _check_labels(self, data: dict) -> None:
         """A label beyond ``num_classes`` fails torch's one-hot with a
         message that names no config field; name them."""
@@ -71,11 +68,11 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
     def forward(self, data: dict, training: bool = False) -> dict:
         if training and self.batch_augments is not None:
             self._check_labels(data)
-        for augment in self._geometry_augments():
+        for augment in geometry_augments(self):
             augment.pop_geometry()  # never reuse a stale box
         out = super().forward(data, training)
         geometry: Optional[MixGeometry] = None
-        for augment in self._geometry_augments():
+        for augment in geometry_augments(self):
             geometry = augment.pop_geometry() or geometry
         samples = out.get('data_samples')
         if geometry is None or not training or not samples:
