@@ -284,9 +284,8 @@ CASES: Dict[str, Case] = {
     'out_indices out of range': Case(
         _build(**{'backbone.out_indices': (1, 2, 4)}), 'out_indices_range',
         match=r'backbone\.out_indices=\(1, 2, 4\) names a stage the '
-        r'backbone does not have .*0-3',
-        todo="SAOLClassifier.__init__ (mmsaol/models/classifiers/"
-        "saol_classifier.py): today mmpretrain's bare AssertionError"),
+        r'backbone does not have: ResNet_CIFAR here has 4 stages, '
+        r'indices 0-3\. Use e\.g\. backbone\.out_indices=\(1, 2, 3\)'),
     'num_classes: preprocessor vs head': Case(
         _step(**{'data_preprocessor.num_classes': 10}), 'num_classes',
         match=r'10-class scores but head\.num_classes=4'),

@@ -244,6 +244,21 @@ def test_mismatched_stages_name_out_indices(name):
         model(torch.zeros(1, 3, family.size, family.size))
 
 
+@pytest.mark.parametrize('name', list(FAMILIES))
+def test_out_of_range_stage_names_out_indices(name):
+    """An index past the last stage fails with a ValueError naming
+    ``out_indices``: at build time where the backbone checks (ours for
+    ResNet/RegNet/Swin, mmpretrain's own for MobileNet/EfficientNet), else
+    at the first forward (ConvNeXt and ViT drop the index silently)."""
+    family = FAMILIES[name]
+    cfg = tiny_saol_config(family)
+    cfg.backbone.out_indices = (*tuple(cfg.backbone.out_indices)[:-1], 99)
+    with pytest.raises(ValueError, match=r'out_indices'):
+        model = MODELS.build(cfg)
+        model.eval()
+        model(torch.zeros(1, 3, family.size, family.size))
+
+
 @pytest.mark.parametrize('name, pooled', [
     ('vit-b16', dict(out_type='cls_token')),
     ('vit-b16', dict(out_type='avg_featmap')),

@@ -5,6 +5,7 @@ import contextlib
 from typing import Iterator, List, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmpretrain.models.classifiers import ImageClassifier
@@ -19,6 +20,8 @@ from ..batch_augments.data_preprocessor import (
 )
 
 UNMIXED_NORM_MODES = ('batch', 'running')
+#: Norm layers whose training forward talks to the other ranks.
+SYNCED_NORM_NAMES = ('SyncBatchNorm', 'MMSyncBN')
 
 
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -60,6 +63,32 @@ def frozen_norm_statistics(model: nn.Module, mode: str) -> Iterator[None]:
                 m.track_running_stats = track
 
 
+def _explain_out_indices(backbone) -> Optional[ValueError]:
+    """A sentence for a backbone that failed to build on an
+    ``out_indices`` entry past its last stage (ResNet, ResNeXt and RegNet
+    only assert, Swin indexes out of range); None when that is not the
+    cause."""
+    if not isinstance(backbone, dict) or 'out_indices' not in backbone:
+        return None
+    indices = backbone['out_indices']
+    indices = (indices, ) if isinstance(indices, int) else tuple(indices)
+    cfg = dict(backbone, out_indices=(0, ))
+    try:
+        default = MODELS.build(cfg)
+    except Exception:  # the caller re-raises the original error
+        return None
+    stages = getattr(default, 'num_stages', None) or \
+        getattr(default, 'num_layers', None)
+    if not isinstance(stages, int) or all(i < stages for i in indices):
+        return None
+    suggestion = tuple(range(max(stages - 3, 0), stages))
+    return ValueError(
+        f'backbone.out_indices={indices} names a stage the backbone does not '
+        f'have: {type(default).__name__} here has {stages} stages, indices '
+        f'0-{stages - 1}. Use e.g. backbone.out_indices={suggestion} and '
+        'head.in_channels with their channels.')
+
+
 @MODELS.register_module()
 class SAOLClassifier(ImageClassifier):
     """:class:`ImageClassifier` for SAOL with CutMix self-supervision.
@@ -75,6 +104,8 @@ class SAOLClassifier(ImageClassifier):
     - in ``loss`` it forwards the un-mixed batch through the backbone
       without gradient (only for CutMix batches) and passes its maps to the
       head, which cut-and-pastes them into the self-annotated targets.
+      With SyncBN in a multi-process run the ranks first agree (one flag
+      all-reduce) so that all of them run that forward whenever one does.
 
     Args:
         unmixed_norm (str): How BatchNorm layers normalise the un-mixed
@@ -94,7 +125,14 @@ class SAOLClassifier(ImageClassifier):
             preprocessor = dict(preprocessor or {})
             preprocessor.setdefault('type', 'SAOLDataPreprocessor')
             kwargs['data_preprocessor'] = preprocessor
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except (AssertionError, IndexError) as error:
+            explained = _explain_out_indices(
+                kwargs.get('backbone', args[0] if args else None))
+            if explained is None:
+                raise
+            raise explained from error
         self.unmixed_norm = unmixed_norm
         self._check_self_supervision()
 
@@ -127,21 +165,42 @@ class SAOLClassifier(ImageClassifier):
         head's self-supervision targets are self-annotated."""
         feats = self.extract_feat(inputs)
         unmixed_outputs = None
+        has_unmixed = UNMIXED_INPUT in data_samples[0]
         if getattr(self.head, 'needs_unmixed_forward', False) and \
-                UNMIXED_INPUT in data_samples[0]:
-            unmixed = torch.stack([s.get(UNMIXED_INPUT) for s in data_samples])
+                self._unmixed_forward_anywhere(has_unmixed, inputs.device):
+            # Ranks whose batch was not CutMixed run the same forward on
+            # their own batch (and drop it) so that synchronised norms see
+            # matching collectives on every rank.
+            unmixed = torch.stack([s.get(UNMIXED_INPUT)
+                                   for s in data_samples]) \
+                if has_unmixed else inputs
             # Backbone and head: no gradient, no BN statistics touched.
             with torch.no_grad(), frozen_norm_statistics(self,
                                                          self.unmixed_norm):
-                unmixed_outputs = self.head.saol_outputs(
-                    self.extract_feat(unmixed))
+                outputs = self.head.saol_outputs(self.extract_feat(unmixed))
+            unmixed_outputs = outputs if has_unmixed else None
         return self.head.loss(feats, data_samples,
                               unmixed_outputs=unmixed_outputs)
 
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None,
-                **kwargs) -> List[DataSample]:
-        """Predict; ``with_maps=True`` attaches SAOL's maps (see
-        :meth:`SAOLHead.predict`)."""
-        feats = self.extract_feat(inputs)
-        return self.head.predict(feats, data_samples, **kwargs)
+    def _unmixed_forward_anywhere(self, local: bool,
+                                  device: torch.device) -> bool:
+        """Whether any rank runs the un-mixed forward this step.
+
+        Only a model with synchronised norms (SyncBN) in a multi-process
+        run needs to ask: their forward is a collective, so every rank must
+        run it as often as the others even when the ranks drew different
+        batch augments (``randomness.diff_rank_seed=True``, or Mixup next
+        to CutMix). One all-reduce of a flag per step; every other model
+        (and ``unmixed_norm='running'``, whose norms do not synchronise in
+        that forward) returns ``local`` without communicating.
+        """
+        if self.unmixed_norm != 'batch' or \
+                not (dist.is_available() and dist.is_initialized()) or \
+                dist.get_world_size() < 2 or not any(
+                    type(m).__name__ in SYNCED_NORM_NAMES
+                    or isinstance(m, nn.SyncBatchNorm)
+                    for m in self.modules()):
+            return local
+        flag = torch.tensor([int(local)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
