@@ -426,3 +426,81 @@ def test_two_gpus_syncbn_self_supervision(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert os.path.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+class CountingSyncBN(nn.SyncBatchNorm):
+    """Test stand-in for SyncBN on CPU: torch's SyncBatchNorm has no CPU
+    kernel, so this one normalises with the rank's own statistics but, like
+    the real one, issues a collective (an all-reduce) in every training
+    forward, and counts them. Ranks that disagree on how many forwards they
+    run would block each other, as with real SyncBN on GPUs."""
+
+    collectives = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and dist.is_initialized():
+            dist.all_reduce(torch.ones(1))
+            type(self).collectives += 1
+        return _BatchNorm.forward(self, x)
+
+
+def _syncbn_rank_worker(rank: int, port: int, branches: dict,
+                        out_dir: str) -> None:
+    """One rank of test_syncbn_ranks_agree_on_the_unmixed_forward."""
+    from datetime import timedelta
+
+    from mmengine.registry import MODELS as ENGINE_MODELS
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=2,
+                            init_method=f'tcp://127.0.0.1:{port}',
+                            timeout=timedelta(seconds=60))
+    import mmsaol  # noqa: F401
+    ENGINE_MODELS.register_module('CountingSyncBN', module=CountingSyncBN,
+                                  force=True)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    norm = dict(type='CountingSyncBN')
+    cfg = _demo_model_cfg(self_supervision=dict(target='self'),
+                          norm_cfg=norm)
+    cfg['backbone']['norm_cfg'] = norm
+    model = MODELS.build(cfg)
+    # No DDP wrapper: DDP refuses SyncBatchNorm modules on CPU, and the
+    # collectives under test are the norms' own.
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    augment = model.data_preprocessor.batch_augments
+    model.train()
+    record = []
+    for branch, batch in zip(branches[rank], _demo_batches(
+            len(branches[rank]))):
+        augment.probs = [float(branch == i) for i in range(3)]
+        before = CountingSyncBN.collectives
+        log_vars = model.train_step(batch, optim)
+        record.append(dict(collectives=CountingSyncBN.collectives - before,
+                           loss_spatial=float(log_vars['loss_spatial'])))
+    with open(osp.join(out_dir, f'rank{rank}.json'), 'w') as f:
+        json.dump(record, f)
+    dist.destroy_process_group()
+
+
+def test_syncbn_ranks_agree_on_the_unmixed_forward(tmp_path):
+    """Two gloo ranks with synchronising norms draw different batch
+    augments each step (rank 0 CutMix while rank 1 has Mixup or none, and
+    back, then neither): mode 'self' runs its un-mixed forward on one rank
+    only, so SAOLClassifier makes the other rank run it too. Both ranks must
+    issue the same collectives every step (else real SyncBN hangs), and the
+    location losses stay those of each rank's own batch."""
+    import torch.multiprocessing as mp
+    branches = {0: [0, 2, 1, 0, 2], 1: [2, 0, 0, 1, 1]}
+    mp.spawn(_syncbn_rank_worker, nprocs=2,
+             args=(_free_port(), branches, str(tmp_path)))
+    records = [json.load(open(tmp_path / f'rank{r}.json')) for r in (0, 1)]
+    for step, (r0, r1) in enumerate(zip(*records)):
+        assert r0['collectives'] == r1['collectives'], (step, records)
+    # Steps 0-3 (some rank CutMixes) run the extra forward everywhere;
+    # step 4 (no rank does) runs only the training forward.
+    single = records[0][4]['collectives']
+    assert single > 0
+    assert all(r['collectives'] == 2 * single for r in records[0][:4])
+    for rank in (0, 1):
+        for record, branch in zip(records[rank], branches[rank]):
+            assert (record['loss_spatial'] > 0) == (branch == 0), records
