@@ -25,6 +25,9 @@ variants alike), and the median is reported with ratios to GAP-FC. Images/s
 are per second of wall time, or with ``--clock process`` per second of this
 process's CPU time: on a CPU shared with other jobs (``--threads 1``) that
 counts only the benchmark's own work, which keeps the ratios stable.
+``--split`` adds an inference column timed as backbone + head apart (the
+backbone is the same in every variant, so its noise cancels; see
+:func:`_split_inference`).
 """
 from __future__ import annotations
 
@@ -147,6 +150,7 @@ class Setup:
     variants: List[str]
     clock: str = 'wall'
     seed: int = 0
+    split: bool = False
 
 
 def _config_parts(path: str) -> dict:
@@ -224,7 +228,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
                                      else 'bfloat16'),
         warmup=args.warmup, iters=args.iters, repeats=args.repeats,
         variants=[v for v in VARIANTS if v in args.variants],
-        clock=args.clock, seed=args.seed)
+        clock=args.clock, seed=args.seed, split=args.split)
 
 
 def stage_channels(backbone: dict, input_size: Tuple[int, int]
@@ -343,6 +347,9 @@ class VariantResult:
     infer_runs: List[float] = field(default_factory=list)
     state_bytes: int = 0
     step_peak_bytes: int = 0
+    backbone_s_runs: List[float] = field(default_factory=list)
+    head_s_runs: List[float] = field(default_factory=list)
+    split_infer_images_per_s: float = math.nan
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -420,6 +427,30 @@ class Bench:
         return steps * self.setup.batch_size / (
             CLOCKS[self.setup.clock]() - start)
 
+    def infer_split(self, steps: int) -> Tuple[float, float]:
+        """``(backbone, rest)`` seconds per batch of inference: the
+        backbone forward, and everything after it (neck, head,
+        predictions), timed apart on the same preprocessed batches."""
+        model = self.model
+        model.eval()
+        clock = CLOCKS[self.setup.clock]
+        backbone_s = rest_s = 0.0
+        with torch.no_grad(), self._amp_context():
+            for batch in self._batches(steps):
+                data = model.data_preprocessor(batch, False)
+                _synchronize(self.setup.device)
+                start = clock()
+                feats = model.backbone(data['inputs'])
+                _synchronize(self.setup.device)
+                middle = clock()
+                if model.with_neck:
+                    feats = model.neck(feats)
+                model.head.predict(feats, data['data_samples'])
+                _synchronize(self.setup.device)
+                backbone_s += middle - start
+                rest_s += clock() - middle
+        return backbone_s / steps, rest_s / steps
+
     def memory(self) -> Tuple[int, int]:
         """``(state bytes, step peak bytes)`` of one training step (run
         after the warm-up, so the optimizer state exists)."""
@@ -471,10 +502,42 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
             f'{n} {results[n].train_runs[-1]:.1f}/'
             f'{results[n].infer_runs[-1]:.1f}' for n in order)
             + ' (train/inference images/s)')
+    if setup.split:
+        _split_inference(setup, benches, results)
     for result in results.values():
         result.train_images_per_s = statistics.median(result.train_runs)
         result.infer_images_per_s = statistics.median(result.infer_runs)
     return [results[name] for name in setup.variants]
+
+
+def _split_inference(setup: Setup, benches: Dict[str, 'Bench'],
+                     results: Dict[str, VariantResult]) -> None:
+    """Inference images/s from the backbone and the head timed apart.
+
+    Every variant runs the same backbone, so a shared machine's noise in
+    the backbone time (most of the step) swamps a head that costs a few
+    percent. Here each repeat times, per variant in rotated order, the
+    backbone and the rest (neck, head, predictions) of ``iters`` batches;
+    the backbone time is the median over all variants and repeats, each
+    variant's rest time its own median, and
+    ``split_infer_images_per_s = batch / (backbone + rest)``.
+    """
+    for repeat in range(setup.repeats):
+        shift = repeat % len(setup.variants)
+        for name in setup.variants[shift:] + setup.variants[:shift]:
+            backbone_s, head_s = benches[name].infer_split(setup.iters)
+            results[name].backbone_s_runs.append(backbone_s)
+            results[name].head_s_runs.append(head_s)
+        _log(f'[benchmark] split repeat {repeat + 1}/{setup.repeats}: '
+             + ', '.join(f'{n} {results[n].backbone_s_runs[-1] * 1e3:.1f}+'
+                         f'{results[n].head_s_runs[-1] * 1e3:.2f}'
+                         for n in setup.variants)
+             + ' (backbone+rest ms/batch)')
+    backbone_s = statistics.median(
+        t for r in results.values() for t in r.backbone_s_runs)
+    for result in results.values():
+        result.split_infer_images_per_s = setup.batch_size / (
+            backbone_s + statistics.median(result.head_s_runs))
 
 
 METRICS = (  # (key, column title, scale, format)
@@ -486,11 +549,23 @@ METRICS = (  # (key, column title, scale, format)
 )
 
 
+SPLIT_METRIC = ('split_infer_images_per_s', 'inference images/s (split)',
+                1.0, '.2f')
+
+
+def _metrics(results: Sequence[VariantResult]) -> tuple:
+    """The table's columns: the split inference column only when it was
+    measured."""
+    if all(math.isnan(r.split_infer_images_per_s) for r in results):
+        return METRICS
+    return METRICS[:4] + (SPLIT_METRIC, ) + METRICS[4:]
+
+
 def ratios(results: Sequence[VariantResult]) -> Dict[str, Dict[str, float]]:
     """Every metric of every variant divided by GAP-FC's."""
     base = next(r for r in results if r.name == 'gapfc')
     return {r.name: {key: getattr(r, key) / getattr(base, key)
-                     for key, *_ in METRICS}
+                     for key, *_ in _metrics(results)}
             for r in results}
 
 
@@ -498,12 +573,13 @@ def markdown_table(results: Sequence[VariantResult]) -> str:
     """The results as a markdown table, each value with its ratio to
     GAP-FC."""
     rel = ratios(results)
-    lines = ['| variant | ' + ' | '.join(m[1] for m in METRICS) + ' |',
-             '|---|' + '---:|' * len(METRICS)]
+    metrics = _metrics(results)
+    lines = ['| variant | ' + ' | '.join(m[1] for m in metrics) + ' |',
+             '|---|' + '---:|' * len(metrics)]
     for r in results:
         cells = [f'{getattr(r, key) * scale:{fmt}} '
                  f'({rel[r.name][key]:.3f})'
-                 for key, _, scale, fmt in METRICS]
+                 for key, _, scale, fmt in metrics]
         lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -575,6 +651,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch\'s choice; '
                         'use 1 on a machine shared with other jobs)')
+    parser.add_argument('--split', action='store_true',
+                        help='also time inference as backbone + head '
+                        'measured apart (the backbone is shared by all '
+                        'variants; see the docs of _split_inference): '
+                        'resolves a head of a few percent on a noisy '
+                        'machine')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')

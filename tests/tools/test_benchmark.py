@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os.path as osp
+import statistics
 
 import pytest
 import torch
@@ -59,6 +60,32 @@ def test_tiny_model_end_to_end(tmp_path, capsys, one_thread):
     assert 'torch.profiler' in report['setup']['memory_metric']
     assert report['setup']['clock'] == 'process'
     assert report['setup']['threads'] == 1
+
+
+def test_split_inference_column(capsys, one_thread):
+    """--split times backbone and head apart: one backbone time for all
+    variants (they share it), a head time per variant, and a column whose
+    GAP-FC/SAOL ratio follows from them."""
+    report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '4', '--iters', '2', '--warmup', '0',
+                   '--repeats', '2', '--num-classes', '10',
+                   '--threads', '1', '--variants', 'gapfc', 'saol',
+                   '--split'])
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[0]
+    assert '| inference images/s | inference images/s (split) |' in header
+    assert '[benchmark] split repeat 2/2' in captured.err
+    rows = {v['name']: v for v in report['variants']}
+    backbone = statistics.median(
+        t for row in rows.values() for t in row['backbone_s_runs'])
+    for row in rows.values():
+        assert len(row['head_s_runs']) == 2
+        assert row['split_infer_images_per_s'] == pytest.approx(
+            4 / (backbone + statistics.median(row['head_s_runs'])))
+    # The SAOL head does more work than GAP + FC.
+    assert statistics.median(rows['saol']['head_s_runs']) > \
+        statistics.median(rows['gapfc']['head_s_runs'])
+    assert rows['saol']['ratio_to_gapfc']['split_infer_images_per_s'] < 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
