@@ -92,7 +92,12 @@ class SAOLHead(ClsHead):
             Defaults to 256 (keeps the ResNet-50 head within the 5% cost
             budget: see README).
         attention_channels (int, optional): Hidden width of the attention
-            branch. Defaults to ``channels``.
+            branch. Defaults to ``max(channels // 4, 1)``: the branch
+            predicts a single channel, and a quarter of the width keeps its
+            3x3 context at a sixteenth of the MACs (64 for ResNet-50: the
+            head then runs at >= 0.97x GAP-FC's inference speed on CPU, and
+            on the demo a quarter-width branch localised better at the same
+            accuracy; see README "Options").
         attention_kernel_size (int): Kernel of the attention branch's first
             conv. Defaults to 3 (a 3x3 context, "two conv layers").
         attention_input (str): ``'reduced'`` (default) feeds the attention
@@ -160,7 +165,8 @@ class SAOLHead(ClsHead):
         self.num_classes = num_classes
         self.in_channels = _positive_ints(in_channels, 'head.in_channels')
         self.channels = _positive_ints(channels, 'head.channels')[0]
-        attention_channels = attention_channels or self.channels
+        if attention_channels is None:
+            attention_channels = max(self.channels // 4, 1)
         _positive_ints(attention_channels, 'head.attention_channels')
         if attention_input not in ATTENTION_INPUTS:
             raise ValueError(f'head.attention_input must be one of '
