@@ -193,3 +193,16 @@ def test_pre_logits_is_attention_pooled_fused_feature():
     attention, _, _ = reference_output(head, feats)
     torch.testing.assert_close(
         emb, (fused * attention[:, None]).sum(dim=(2, 3)))
+
+
+@pytest.mark.parametrize('kw, width', [
+    (dict(), 2),                          # channels=8 -> a quarter
+    (dict(channels=2), 1),                # never below one channel
+    (dict(attention_channels=5), 5),      # explicit width wins
+])
+def test_attention_branch_width(kw, width):
+    head = build_head(**kw)
+    hidden = head.attention[0].conv
+    assert hidden.out_channels == width
+    assert head.attention[-1].in_channels == width
+    assert hidden.kernel_size == (3, 3)
