@@ -151,6 +151,7 @@ class Setup:
     clock: str = 'wall'
     seed: int = 0
     split: bool = False
+    train: bool = True
 
 
 def _config_parts(path: str) -> dict:
@@ -228,7 +229,8 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
                                      else 'bfloat16'),
         warmup=args.warmup, iters=args.iters, repeats=args.repeats,
         variants=[v for v in VARIANTS if v in args.variants],
-        clock=args.clock, seed=args.seed, split=args.split)
+        clock=args.clock, seed=args.seed, split=args.split,
+        train=not args.no_train)
 
 
 def stage_channels(backbone: dict, input_size: Tuple[int, int]
@@ -485,27 +487,33 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
              f'params, {results[name].macs / 1e9:.4f} G MACs')
     for name, bench in benches.items():
         if setup.warmup:
-            bench.train(setup.warmup)
+            if setup.train:
+                bench.train(setup.warmup)
             bench.infer(setup.warmup)
-        results[name].state_bytes, results[name].step_peak_bytes = \
-            bench.memory()
-        _log(f'[benchmark] warmed up {name}; peak training memory '
-             f'{results[name].peak_memory_bytes / 2**20:.1f} MiB')
+        if setup.train:
+            results[name].state_bytes, results[name].step_peak_bytes = \
+                bench.memory()
+            _log(f'[benchmark] warmed up {name}; peak training memory '
+                 f'{results[name].peak_memory_bytes / 2**20:.1f} MiB')
     for repeat in range(setup.repeats):
         shift = repeat % len(setup.variants)
         order = setup.variants[shift:] + setup.variants[:shift]
         for name in order:
-            results[name].train_runs.append(benches[name].train(setup.iters))
+            if setup.train:
+                results[name].train_runs.append(
+                    benches[name].train(setup.iters))
         for name in order:
             results[name].infer_runs.append(benches[name].infer(setup.iters))
         _log(f'[benchmark] repeat {repeat + 1}/{setup.repeats}: ' + ', '.join(
-            f'{n} {results[n].train_runs[-1]:.1f}/'
-            f'{results[n].infer_runs[-1]:.1f}' for n in order)
+            f'{n} ' + (f'{results[n].train_runs[-1]:.1f}'
+                       if results[n].train_runs else '-')
+            + f'/{results[n].infer_runs[-1]:.1f}' for n in order)
             + ' (train/inference images/s)')
     if setup.split:
         _split_inference(setup, benches, results)
     for result in results.values():
-        result.train_images_per_s = statistics.median(result.train_runs)
+        if result.train_runs:
+            result.train_images_per_s = statistics.median(result.train_runs)
         result.infer_images_per_s = statistics.median(result.infer_runs)
     return [results[name] for name in setup.variants]
 
@@ -549,16 +557,21 @@ METRICS = (  # (key, column title, scale, format)
 )
 
 
+TRAIN_METRIC_KEYS = ('train_images_per_s', 'peak_memory_bytes')
 SPLIT_METRIC = ('split_infer_images_per_s', 'inference images/s (split)',
                 1.0, '.2f')
 
 
 def _metrics(results: Sequence[VariantResult]) -> tuple:
     """The table's columns: the split inference column only when it was
-    measured."""
-    if all(math.isnan(r.split_infer_images_per_s) for r in results):
-        return METRICS
-    return METRICS[:4] + (SPLIT_METRIC, ) + METRICS[4:]
+    measured, the training ones only when training was."""
+    metrics = METRICS
+    if not all(math.isnan(r.split_infer_images_per_s) for r in results):
+        metrics = METRICS[:4] + (SPLIT_METRIC, ) + METRICS[4:]
+    if all(math.isnan(r.train_images_per_s) for r in results):
+        metrics = tuple(m for m in metrics
+                        if m[0] not in TRAIN_METRIC_KEYS)
+    return metrics
 
 
 def ratios(results: Sequence[VariantResult]) -> Dict[str, Dict[str, float]]:
@@ -657,6 +670,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'variants; see the docs of _split_inference): '
                         'resolves a head of a few percent on a noisy '
                         'machine')
+    parser.add_argument('--no-train', action='store_true',
+                        help='inference only: skip the training throughput '
+                        'and memory (their columns are left out)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')

@@ -164,3 +164,16 @@ def test_random_batch_augment_is_mapped_per_variant():
 def test_bad_arguments_are_explained(argv, message, capsys):
     with pytest.raises(SystemExit, match=message):
         main(argv)
+
+
+def test_inference_only_run(capsys, one_thread):
+    report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '2', '--iters', '1', '--warmup', '0',
+                   '--repeats', '1', '--num-classes', '10', '--threads', '1',
+                   '--variants', 'gapfc', 'saol', '--no-train'])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert 'inference images/s' in header
+    assert 'train' not in header
+    for row in report['variants']:
+        assert row['train_runs'] == [] and row['infer_images_per_s'] > 0
+        assert 'train_images_per_s' not in row['ratio_to_gapfc']
