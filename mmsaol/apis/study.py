@@ -56,6 +56,22 @@ def _tool(name: str) -> str:
 WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
 
 
+def _run_tool(tool: str, args: Sequence[str], options: Sequence[str],
+              env: Optional[dict], out: Optional[str] = None
+              ) -> Optional[dict]:
+    """Run ``tools/<tool>.py args [--cfg-options options]`` quietly in a
+    subprocess (failing loudly); return the JSON it wrote to ``out``."""
+    cmd = [sys.executable, _tool(tool), *args]
+    if options:
+        cmd += ['--cfg-options', *options]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.STDOUT, env=env)
+    if out is None:
+        return None
+    with open(out) as f:
+        return json.load(f)
+
+
 def run_variant(variant: Variant, seed: int, work_root: str,
                 extra: Sequence[str] = (),
                 env: Optional[dict] = None) -> Dict[str, float]:
@@ -65,40 +81,26 @@ def run_variant(variant: Variant, seed: int, work_root: str,
     slug = ''.join(c if c.isalnum() else '_' for c in variant.name)
     work_dir = osp.join(work_root, f'{slug}_seed{seed}')
     options = [*variant.options, *extra]
-    cmd = [sys.executable, _tool('train'), variant.config, '--work-dir',
-           work_dir, '--seed', str(seed)]
-    if options:
-        cmd += ['--cfg-options', *options]
     if not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.STDOUT, env=env)
+        _run_tool('train', [variant.config, '--work-dir', work_dir,
+                            '--seed', str(seed)], options, env)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     results = {}
     for head in variant.heads:
         out = osp.join(work_dir, f'metrics_{head or "default"}.json')
-        cmd = [sys.executable, _tool('test'), variant.config, checkpoint,
-               '--work-dir', work_dir, '--out', out, '--out-item', 'metrics']
+        args = [variant.config, checkpoint, '--work-dir', work_dir,
+                '--out', out, '--out-item', 'metrics']
         if head is not None:
-            cmd += ['--head', head]
-        if options:
-            cmd += ['--cfg-options', *options]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.STDOUT, env=env)
-        with open(out) as f:
-            metrics = json.load(f)
+            args += ['--head', head]
+        metrics = _run_tool('test', args, options, env, out)
         results[f'top1/{head or "default"}'] = float(
             metrics['accuracy/top1'])
     for map_name in variant.maps:
         out = osp.join(work_dir, f'wsol_{map_name}.json')
-        cmd = [sys.executable, _tool('eval_wsol'), variant.config, checkpoint,
-               '--map', map_name, '--out', out]
-        if options:
-            cmd += ['--cfg-options', *options]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.STDOUT, env=env)
-        with open(out) as f:
-            metrics = json.load(f)
+        metrics = _run_tool('eval_wsol', [variant.config, checkpoint,
+                                          '--map', map_name, '--out', out],
+                            options, env, out)
         for key in WSOL_KEYS:
             results[f'{map_name}/{key}'] = float(metrics[f'wsol/{key}'])
     return results
