@@ -467,6 +467,13 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _rotated(variants: List[str], repeat: int) -> List[str]:
+    """The variants in the order of one repeat: rotated by one per repeat,
+    so slow drift of a shared machine hits all variants alike."""
+    shift = repeat % len(variants)
+    return variants[shift:] + variants[:shift]
+
+
 def run_benchmark(setup: Setup) -> List[VariantResult]:
     """Measure every variant of ``setup`` side by side."""
     torch.manual_seed(setup.seed)
@@ -496,10 +503,9 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
             _log(f'[benchmark] warmed up {name}; peak training memory '
                  f'{results[name].peak_memory_bytes / 2**20:.1f} MiB')
     for repeat in range(setup.repeats):
-        shift = repeat % len(setup.variants)
-        order = setup.variants[shift:] + setup.variants[:shift]
-        for name in order:
-            if setup.train:
+        order = _rotated(setup.variants, repeat)
+        if setup.train:
+            for name in order:
                 results[name].train_runs.append(
                     benches[name].train(setup.iters))
         for name in order:
@@ -531,8 +537,7 @@ def _split_inference(setup: Setup, benches: Dict[str, 'Bench'],
     ``split_infer_images_per_s = batch / (backbone + rest)``.
     """
     for repeat in range(setup.repeats):
-        shift = repeat % len(setup.variants)
-        for name in setup.variants[shift:] + setup.variants[:shift]:
+        for name in _rotated(setup.variants, repeat):
             backbone_s, head_s = benches[name].infer_split(setup.iters)
             results[name].backbone_s_runs.append(backbone_s)
             results[name].head_s_runs.append(head_s)

@@ -20,8 +20,10 @@ from ..batch_augments.data_preprocessor import (
 )
 
 UNMIXED_NORM_MODES = ('batch', 'running')
-#: Norm layers whose training forward talks to the other ranks.
-SYNCED_NORM_NAMES = ('SyncBatchNorm', 'MMSyncBN')
+#: Norm layers whose training forward talks to the other ranks, besides
+#: torch's SyncBatchNorm (and its subclasses): mmcv's, matched by name since
+#: mmcv-lite cannot import it.
+SYNCED_NORM_NAMES = ('MMSyncBN', )
 
 
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -197,8 +199,8 @@ class SAOLClassifier(ImageClassifier):
         if self.unmixed_norm != 'batch' or \
                 not (dist.is_available() and dist.is_initialized()) or \
                 dist.get_world_size() < 2 or not any(
-                    type(m).__name__ in SYNCED_NORM_NAMES
-                    or isinstance(m, nn.SyncBatchNorm)
+                    isinstance(m, nn.SyncBatchNorm)
+                    or type(m).__name__ in SYNCED_NORM_NAMES
                     for m in self.modules()):
             return local
         flag = torch.tensor([int(local)], device=device)
