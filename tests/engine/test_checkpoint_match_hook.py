@@ -35,7 +35,7 @@ def test_checkpoint_of_another_width_fits_nothing(make_runner,
         'model.head.channels': 16})
     runner = make_runner(tmp_path / 'run', hooks=[CheckpointMatchHook()])
     with pytest.raises(CheckpointMismatchError,
-                       match=r'^The checkpoint does not fit this model: 3 of '
+                       match=r'^The checkpoint does not fit this model: 2 of '
                        r'\d+ model weights \(0\.0% of the values\) match the '
                        r'checkpoint by name and shape; other shape: '
                        r'backbone\.conv1\.weight: model \(8, 3, 3, 3\) vs '
@@ -86,3 +86,18 @@ def test_resume_into_another_model_is_refused(make_runner,
                        match=r'not in the model: head\.gapfc\.weight, '
                        r'head\.gapfc\.bias.*Refusing to resume from'):
         runner.train()
+
+
+def test_obsolete_attention_bias_is_not_a_foreign_key(make_runner,
+                                                      tmp_path: Path) -> None:
+    """A checkpoint of mmsaol 0.1.0 (with the attention output conv's bias,
+    since removed) still evaluates under the strict check."""
+    model = make_runner(tmp_path / 'build').model
+    state = dict(model.state_dict())
+    state['head.attention.1.bias'] = torch.zeros(1)
+    path = tmp_path / 'old.pth'
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    runner = make_runner(tmp_path / 'run', hooks=[CheckpointMatchHook()])
+    runner.load_checkpoint(str(path))
+    assert torch.equal(runner.model.head.spatial_cls.weight,
+                       state['head.spatial_cls.weight'])

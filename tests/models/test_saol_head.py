@@ -206,3 +206,26 @@ def test_attention_branch_width(kw, width):
     assert hidden.out_channels == width
     assert head.attention[-1].in_channels == width
     assert hidden.kernel_size == (3, 3)
+
+
+def test_attention_output_conv_has_no_bias():
+    """A constant added to every position before the spatial softmax cannot
+    change ``A``; the head therefore has no such parameter."""
+    head = build_head()
+    assert head.attention[-1].bias is None
+    logits = torch.randn(3, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(torch.softmax(logits.flatten(1), 1),
+                               torch.softmax(logits.flatten(1) + 7.5, 1))
+
+
+def test_checkpoint_with_the_old_attention_bias_loads():
+    """mmsaol 0.1.0 checkpoints carry ``attention.1.bias``: loading drops
+    it (strictly, no unexpected key) and the outputs are unchanged."""
+    head = build_head(zero_init_attention=False).eval()
+    old = dict(head.state_dict())
+    old['attention.1.bias'] = torch.tensor([3.0])
+    fresh = build_head().eval()
+    fresh.load_state_dict(old, strict=True)
+    assert 'attention.1.bias' in old  # the caller's dict is not changed
+    feats = make_feats()
+    assert torch.equal(fresh(feats), head(feats))

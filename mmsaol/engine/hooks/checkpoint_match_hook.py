@@ -91,8 +91,14 @@ class CheckpointMatchHook(Hook):
         training = isinstance(getattr(runner, '_train_loop', None), BaseLoop)
         strict = self.strict if self.strict is not None else (
             resuming or not training)
-        extra = [k for k in given
-                 if k not in model.state_dict()] if strict else []
+        # Keys an earlier mmsaol version saved and the module now drops
+        # when loading (``OBSOLETE_STATE_KEYS``, e.g. SAOLHead's old
+        # attention bias) are not keys the model lacks.
+        obsolete = {f'{name}.{key}' if name else key
+                    for name, module in model.named_modules()
+                    for key in getattr(module, 'OBSOLETE_STATE_KEYS', ())}
+        extra = [k for k in given if k not in model.state_dict()
+                 and k not in obsolete] if strict else []
 
         problems = []
         if shape:

@@ -194,7 +194,9 @@ class SAOLHead(ClsHead):
         self.attention = nn.Sequential(
             ConvModule(attn_in, attention_channels, attention_kernel_size,
                        padding=attention_kernel_size // 2, **conv_kw),
-            nn.Conv2d(attention_channels, 1, 1))
+            # No bias: a constant added to every position before the
+            # spatial softmax cannot change A (its gradient is exactly 0).
+            nn.Conv2d(attention_channels, 1, 1, bias=False))
         self.zero_init_attention = zero_init_attention
         self._zero_attention_output()
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
@@ -223,7 +225,23 @@ class SAOLHead(ClsHead):
     def _zero_attention_output(self) -> None:
         if self.zero_init_attention:
             nn.init.zeros_(self.attention[-1].weight)
-            nn.init.zeros_(self.attention[-1].bias)
+
+    #: State-dict keys of earlier mmsaol versions that this head no longer
+    #: has, relative to the head. Loading drops them (see
+    #: ``_load_from_state_dict``); ``CheckpointMatchHook`` does not count
+    #: them as keys the model lacks.
+    OBSOLETE_STATE_KEYS: Tuple[str, ...] = (
+        # mmsaol 0.1.0 gave the attention output conv a bias; a constant
+        # before the spatial softmax never changes A, so the weight was
+        # removed. Dropping it loads 0.1.0 checkpoints with identical
+        # outputs.
+        'attention.1.bias', )
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str,
+                              *args, **kwargs) -> None:
+        for key in self.OBSOLETE_STATE_KEYS:
+            state_dict.pop(prefix + key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_weights(self) -> None:
         """Apply ``init_cfg`` (also a model-level one), then restore the
