@@ -172,10 +172,21 @@ def test_stock_mmpretrain_reproduces_gapfc_branch(trained, exported,
     # Same images in the same order: the labels of the image folder match.
     assert [int(p['gt_label']) for p in stock] == \
         [int(p['gt_label']) for p in saol]
+    # Same predicted labels wherever the top-2 gap exceeds the rounding
+    # tolerance of the scores (a near tie may flip between the two
+    # graphs); the stock tool's accuracy counts its own predictions.
+    top2 = expected.topk(2, dim=1).values
+    clear = ((top2[:, 0] - top2[:, 1]) > 2e-5).tolist()
+    for s, p, c in zip(saol, stock, clear):
+        assert not c or int(s['pred_label']) == int(p['pred_label'])
     stock_top1 = 100 * sum(int(p['pred_label']) == int(p['gt_label'])
                            for p in stock) / len(stock)
-    assert stock_top1 == pytest.approx(saol_metrics['accuracy/top1'],
-                                       abs=1e-4)
+    saol_top1 = 100 * sum(int(p['pred_label']) == int(p['gt_label'])
+                          for p in saol) / len(saol)
+    assert saol_top1 == pytest.approx(saol_metrics['accuracy/top1'],
+                                      abs=1e-4)
+    assert abs(stock_top1 - saol_top1) <= 100 * (len(clear) - sum(clear)) \
+        / len(clear) + 1e-4
     assert 'accuracy/top1' in proc.stdout + proc.stderr
 
 
