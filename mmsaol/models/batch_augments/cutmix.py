@@ -10,6 +10,8 @@ from mmpretrain.models.utils.batch_augments import CutMix
 from mmpretrain.registry import BATCH_AUGMENTS
 from torch import Tensor
 
+from ..options import check_options
+
 
 @dataclass
 class MixGeometry:
@@ -62,6 +64,7 @@ class GeometryCutMix(CutMix):
             False.
     """
 
+    @check_options
     def __init__(self,
                  alpha: float,
                  cutmix_minmax: Optional[List[float]] = None,

@@ -18,6 +18,7 @@ from ..batch_augments.data_preprocessor import (
     SAOLDataPreprocessor,
     geometry_augments,
 )
+from ..options import check_options
 
 UNMIXED_NORM_MODES = ('batch', 'running')
 #: Norm layers whose training forward talks to the other ranks, besides
@@ -118,6 +119,7 @@ class SAOLClassifier(ImageClassifier):
         **kwargs: Arguments of :class:`ImageClassifier`.
     """
 
+    @check_options
     def __init__(self, *args, unmixed_norm: str = 'batch', **kwargs) -> None:
         if unmixed_norm not in UNMIXED_NORM_MODES:
             raise ValueError(f'model.unmixed_norm must be one of '

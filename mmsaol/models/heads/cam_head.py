@@ -9,6 +9,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ..options import check_options
+
 
 def class_activation_maps(feat: Tensor, weight: Tensor, bias: Optional[Tensor],
                           classes: Tensor) -> Tensor:
@@ -65,6 +67,7 @@ class CAMHead(LinearClsHead):
             ``cal_acc``, ``init_cfg``).
     """
 
+    @check_options
     def __init__(self,
                  num_classes: int,
                  in_channels: int,

@@ -19,6 +19,7 @@ from ..batch_augments.data_preprocessor import (
     MIX_PARTNER,
 )
 from ..batch_augments.geometry import box_to_cell_coverage, paste_maps
+from ..options import check_options
 from .functional import (
     class_maps,
     log_class_softmax,
@@ -137,6 +138,7 @@ class SAOLHead(ClsHead):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @check_options
     def __init__(self,
                  num_classes: int,
                  in_channels: Union[int, Sequence[int]],

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..options import check_options
+
 
 @MODELS.register_module()
 class SelfDistillLoss(nn.Module):
@@ -26,6 +28,7 @@ class SelfDistillLoss(nn.Module):
         loss_weight (float): multiplier of this term. Defaults to 1.0.
     """
 
+    @check_options
     def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0
                  ) -> None:
         super().__init__()

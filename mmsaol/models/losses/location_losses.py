@@ -8,6 +8,8 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..options import check_options
+
 CRITERIA = ('kl', 'ce')
 
 
@@ -40,6 +42,7 @@ def distribution_loss(log_pred: Tensor, target: Tensor, dim: int | tuple,
 class _LocationLoss(nn.Module):
     """Shared checks and weighting of the two location losses."""
 
+    @check_options
     def __init__(self, criterion: str = 'kl', loss_weight: float = 1.0
                  ) -> None:
         super().__init__()
