@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
+from torchvision.ops import box_iou as _torchvision_box_iou
 
 # 8-connectivity: pixels touching by a corner belong to one component, as
 # with the contours (cv2.findContours) of the reference WSOL code.
@@ -78,7 +80,7 @@ def normalize_map(heatmap: np.ndarray) -> np.ndarray:
     return (heatmap - low) / (high - low)
 
 
-def largest_component_box(mask: np.ndarray) -> np.ndarray:
+def _largest_component_box_scipy(mask: np.ndarray) -> np.ndarray:
     """Bounding box of the largest 8-connected component of a binary mask.
 
     Args:
@@ -118,7 +120,7 @@ def boxes_from_map(heatmap: np.ndarray,
                      for t in thresholds])
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+def _box_iou_numpy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """Pairwise intersection over union of ``(x1, y1, x2, y2)`` boxes.
 
     Args:
@@ -141,6 +143,67 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
               (b[:, 3] - b[:, 1]).clip(min=0))
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def largest_component_box(mask: np.ndarray) -> np.ndarray:
+    """Bounding box of the largest 8-connected component of a binary mask.
+
+    Components come from OpenCV (``cv2.connectedComponentsWithStats``, 8-way
+    connectivity), whose statistics already hold each component's area and
+    box.
+
+    Args:
+        mask (np.ndarray): ``(H, W)`` boolean mask.
+
+    Returns:
+        np.ndarray: ``(4,)`` float box ``(x1, y1, x2, y2)``, half-open; all
+        zeros (an empty box, IoU 0 with anything) when the mask is empty.
+        Ties between equally large components go to the first in raster
+        order (the one whose first pixel, row by row, comes first).
+    """
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask, connectivity=8, ltype=cv2.CV_32S)
+    if count <= 1:  # label 0 is the background
+        return np.zeros(4)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    largest = np.flatnonzero(areas == areas.max()) + 1
+    if len(largest) > 1:
+        # A component's first pixel in raster order lies on its top row.
+        tops = stats[largest, cv2.CC_STAT_TOP]
+        firsts = [top * mask.shape[1] + int(np.argmax(labels[top] == label))
+                  for label, top in zip(largest, tops)]
+        largest = largest[int(np.argmin(firsts))]
+    else:
+        largest = largest[0]
+    x, y, w, h = (int(stats[largest, k]) for k in (
+        cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+        cv2.CC_STAT_HEIGHT))
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over union of ``(x1, y1, x2, y2)`` boxes
+    (``torchvision.ops.box_iou`` in float64).
+
+    Args:
+        boxes_a (np.ndarray): ``(A, 4)`` (or ``(4,)``) boxes with
+            ``x1 <= x2`` and ``y1 <= y2``.
+        boxes_b (np.ndarray): ``(B, 4)`` (or ``(4,)``) boxes, likewise.
+
+    Returns:
+        np.ndarray: ``(A, B)`` IoUs; 0 where the union is empty (two empty
+        boxes).
+    """
+    a = torch.as_tensor(np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4))
+    for boxes in (a, b):
+        if bool((boxes[:, 2:] < boxes[:, :2]).any()):
+            raise ValueError(
+                'Boxes must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, '
+                f'got {boxes.tolist()}: check the order of the gt_bbox '
+                'coordinates.')
+    return torch.nan_to_num(_torchvision_box_iou(a, b), nan=0.0).numpy()
 
 
 def scale_boxes(boxes: np.ndarray, from_shape: Sequence[int],

@@ -130,3 +130,33 @@ def test_peak_in_boxes_pointing_game():
     assert not peak_in_boxes(heatmap, (40, 40), np.array([0., 0., 10., 10.]))
     assert peak_in_boxes(heatmap, (40, 40),
                          np.array([[0., 0., 5., 5.], [18., 8., 32., 22.]]))
+
+
+def test_opencv_components_and_torchvision_iou_match_the_old_code():
+    """The OpenCV / torchvision implementations against the scipy / numpy
+    ones they replace, on random maps of the threshold sweep."""
+    from mmsaol.evaluation.wsol import (
+        _box_iou_numpy,
+        _largest_component_box_scipy,
+    )
+    rng = np.random.default_rng(0)
+    thresholds = np.round(np.arange(0.0, 1.0, 0.05), 10)
+    for trial in range(300):
+        h, w = rng.integers(1, 60, size=2)
+        if trial % 3 == 0:    # noisy maps: many small components
+            heatmap = rng.random((h, w))
+        else:                 # smooth maps: upsampled coarse grids
+            grid = torch.as_tensor(rng.random(rng.integers(1, 8, size=2)))
+            heatmap = image_map(grid, (h, w))
+        normalized = normalize_map(heatmap)
+        for t in thresholds:
+            mask = normalized >= t
+            np.testing.assert_array_equal(
+                largest_component_box(mask),
+                _largest_component_box_scipy(mask))
+        boxes = np.sort(rng.integers(0, 50, size=(7, 2, 2)), axis=1)
+        boxes = boxes.transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]]
+        gt = boxes[:3]
+        np.testing.assert_allclose(box_iou(boxes, gt),
+                                   _box_iou_numpy(boxes, gt), rtol=0,
+                                   atol=1e-12)
