@@ -16,13 +16,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import Tensor
 from torchvision.ops import box_iou as _torchvision_box_iou
-
-# 8-connectivity: pixels touching by a corner belong to one component, as
-# with the contours (cv2.findContours) of the reference WSOL code.
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def upsample_map(maps: Tensor, size: Sequence[int]) -> Tensor:
@@ -80,27 +75,6 @@ def normalize_map(heatmap: np.ndarray) -> np.ndarray:
     return (heatmap - low) / (high - low)
 
 
-def _largest_component_box_scipy(mask: np.ndarray) -> np.ndarray:
-    """Bounding box of the largest 8-connected component of a binary mask.
-
-    Args:
-        mask (np.ndarray): ``(H, W)`` boolean mask.
-
-    Returns:
-        np.ndarray: ``(4,)`` float box ``(x1, y1, x2, y2)``, half-open; all
-        zeros (an empty box, IoU 0 with anything) when the mask is empty.
-        Ties between equally large components go to the first in raster
-        order.
-    """
-    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return np.zeros(4)
-    sizes = np.bincount(labels.ravel())[1:]
-    rows, cols = ndimage.find_objects(labels)[int(np.argmax(sizes))]
-    return np.array([cols.start, rows.start, cols.stop, rows.stop],
-                    dtype=np.float64)
-
-
 def boxes_from_map(heatmap: np.ndarray,
                    thresholds: Sequence[float]) -> np.ndarray:
     """Estimated boxes of a map at several thresholds.
@@ -118,31 +92,6 @@ def boxes_from_map(heatmap: np.ndarray,
     normalized = normalize_map(heatmap)
     return np.stack([largest_component_box(normalized >= t)
                      for t in thresholds])
-
-
-def _box_iou_numpy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over union of ``(x1, y1, x2, y2)`` boxes.
-
-    Args:
-        boxes_a (np.ndarray): ``(A, 4)`` (or ``(4,)``) boxes.
-        boxes_b (np.ndarray): ``(B, 4)`` (or ``(4,)``) boxes.
-
-    Returns:
-        np.ndarray: ``(A, B)`` IoUs; 0 where the union is empty.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    width = (np.minimum(a[:, None, 2], b[None, :, 2]) -
-             np.maximum(a[:, None, 0], b[None, :, 0])).clip(min=0)
-    height = (np.minimum(a[:, None, 3], b[None, :, 3]) -
-              np.maximum(a[:, None, 1], b[None, :, 1])).clip(min=0)
-    inter = width * height
-    area_a = ((a[:, 2] - a[:, 0]).clip(min=0) *
-              (a[:, 3] - a[:, 1]).clip(min=0))
-    area_b = ((b[:, 2] - b[:, 0]).clip(min=0) *
-              (b[:, 3] - b[:, 1]).clip(min=0))
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def largest_component_box(mask: np.ndarray) -> np.ndarray:

@@ -132,31 +132,79 @@ def test_peak_in_boxes_pointing_game():
                          np.array([[0., 0., 5., 5.], [18., 8., 32., 22.]]))
 
 
-def test_opencv_components_and_torchvision_iou_match_the_old_code():
-    """The OpenCV / torchvision implementations against the scipy / numpy
-    ones they replace, on random maps of the threshold sweep."""
-    from mmsaol.evaluation.wsol import (
-        _box_iou_numpy,
-        _largest_component_box_scipy,
-    )
+
+def components_oracle(mask):
+    """8-connected components by breadth-first search, in raster order of
+    their first pixel: a list of pixel lists."""
+    height, width = mask.shape
+    seen = np.zeros_like(mask, dtype=bool)
+    components = []
+    for y in range(height):
+        for x in range(width):
+            if not mask[y, x] or seen[y, x]:
+                continue
+            seen[y, x] = True
+            queue, pixels = [(y, x)], []
+            while queue:
+                cy, cx = queue.pop()
+                pixels.append((cy, cx))
+                for ny in range(max(cy - 1, 0), min(cy + 2, height)):
+                    for nx in range(max(cx - 1, 0), min(cx + 2, width)):
+                        if mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            queue.append((ny, nx))
+            components.append(pixels)
+    return components
+
+
+def test_largest_component_box_properties_on_random_masks():
+    """The box is the bounding box of a largest 8-connected component, the
+    first in raster order among equally large ones (an independent
+    breadth-first search as the reference), on noisy masks with many
+    equally large components and on thresholded smooth maps."""
     rng = np.random.default_rng(0)
-    thresholds = np.round(np.arange(0.0, 1.0, 0.05), 10)
-    for trial in range(300):
-        h, w = rng.integers(1, 60, size=2)
-        if trial % 3 == 0:    # noisy maps: many small components
-            heatmap = rng.random((h, w))
-        else:                 # smooth maps: upsampled coarse grids
-            grid = torch.as_tensor(rng.random(rng.integers(1, 8, size=2)))
-            heatmap = image_map(grid, (h, w))
-        normalized = normalize_map(heatmap)
-        for t in thresholds:
-            mask = normalized >= t
-            np.testing.assert_array_equal(
-                largest_component_box(mask),
-                _largest_component_box_scipy(mask))
-        boxes = np.sort(rng.integers(0, 50, size=(7, 2, 2)), axis=1)
-        boxes = boxes.transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]]
-        gt = boxes[:3]
-        np.testing.assert_allclose(box_iou(boxes, gt),
-                                   _box_iou_numpy(boxes, gt), rtol=0,
-                                   atol=1e-12)
+    ties = 0
+    for trial in range(200):
+        height, width = (int(v) for v in rng.integers(1, 25, size=2))
+        if trial % 2:
+            mask = rng.random((height, width)) < rng.random()
+        else:
+            grid = torch.as_tensor(rng.random(rng.integers(1, 6, size=2)))
+            mask = normalize_map(image_map(grid, (height, width))) >= \
+                rng.random()
+        components = components_oracle(mask)
+        box = largest_component_box(mask)
+        if not components:
+            np.testing.assert_array_equal(box, [0, 0, 0, 0])
+            continue
+        sizes = [len(c) for c in components]
+        ties += sizes.count(max(sizes)) > 1
+        pixels = np.array(components[int(np.argmax(sizes))])
+        np.testing.assert_array_equal(
+            box, [pixels[:, 1].min(), pixels[:, 0].min(),
+                  pixels[:, 1].max() + 1, pixels[:, 0].max() + 1])
+    assert ties > 10   # the tie rule was exercised
+
+
+def test_box_iou_properties_on_random_boxes():
+    """Symmetric, 1 on the diagonal for non-empty boxes, in [0, 1], and the
+    area formula on integer boxes (exact in float64)."""
+    rng = np.random.default_rng(0)
+    corners = np.sort(rng.integers(0, 30, size=(40, 2, 2)), axis=1)
+    boxes = corners.transpose(0, 2, 1).reshape(40, 4)[:, [0, 2, 1, 3]]
+    ious = box_iou(boxes, boxes)
+    np.testing.assert_array_equal(ious, ious.T)
+    assert ((0 <= ious) & (ious <= 1)).all()
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    np.testing.assert_array_equal(np.diag(ious), np.where(area > 0, 1, 0))
+    width = (np.minimum(boxes[:, None, 2], boxes[None, :, 2]) -
+             np.maximum(boxes[:, None, 0], boxes[None, :, 0])).clip(min=0)
+    height = (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) -
+              np.maximum(boxes[:, None, 1], boxes[None, :, 1])).clip(min=0)
+    inter = width * height
+    union = area[:, None] + area[None, :] - inter
+    np.testing.assert_allclose(
+        ious, np.where(union > 0, inter / np.maximum(union, 1), 0),
+        rtol=1e-15, atol=0)
+    with pytest.raises(ValueError, match='x1 <= x2'):
+        box_iou([5, 0, 1, 4], boxes)
