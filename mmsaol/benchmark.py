@@ -15,9 +15,13 @@ self-distillation) and measures, side by side in one process:
 - peak training memory: the bytes of the model state (parameters, buffers,
   optimizer state) plus the peak of the bytes torch allocates during one
   training step above what was allocated when it began. On CUDA the latter
-  is ``torch.cuda.max_memory_allocated()``; on CPU the same quantity is
-  summed from the allocation events of ``torch.profiler`` (profile_memory).
-  Neither counts the allocator's cache or non-tensor memory.
+  is ``torch.cuda.max_memory_allocated()``; on CPU, where torch keeps no
+  such counter, the same quantity is summed from the memory events that
+  ``torch.profiler.profile(profile_memory=True)`` records and
+  ``export_chrome_trace`` writes out (one event per allocation and free,
+  with its size). Neither counts the allocator's cache or non-tensor
+  memory. What the profiler's C++ side prints about itself (kineto's trace
+  points, its probe for a GPU) is filtered out of the output.
 
 Every variant is warmed up first; the timings are repeated with the order of
 the variants rotated each repeat (so slow drift of a shared machine hits all
@@ -27,7 +31,11 @@ process's CPU time: on a CPU shared with other jobs (``--threads 1``) that
 counts only the benchmark's own work, which keeps the ratios stable.
 ``--split`` adds an inference column timed as backbone + head apart (the
 backbone is the same in every variant, so its noise cancels; see
-:func:`_split_inference`).
+:func:`_split_inference`). The timings use their own loop rather than
+``torch.utils.benchmark.Timer``: ``Timer.timeit`` runs untimed warm-up
+steps inside every timing and sets its own thread count, where this
+benchmark warms each variant up once, interleaves the variants and feeds
+every step a fresh batch.
 """
 from __future__ import annotations
 
@@ -36,13 +44,25 @@ import copy
 import json
 import logging
 import math
+import os
+import os.path as osp
 import re
 import statistics
 import sys
+import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Pattern,
+    Sequence,
+    Tuple,
+)
 
 import torch
 import torch.nn as nn
@@ -80,6 +100,8 @@ IMAGENET_PREPROCESSOR = dict(mean=[123.675, 116.28, 103.53],
 #: --clock: wall time, or the CPU time of this process (on a CPU shared with
 #: other jobs, with --threads 1, it counts only this benchmark's work).
 CLOCKS = {'wall': time.perf_counter, 'process': time.process_time}
+#: ``Device Type`` of the CPU in the profiler's memory events (c10's kCPU).
+CPU_DEVICE_TYPE = 0
 MEMORY_METRIC = (
     'model state (parameters, buffers, optimizer state) + peak bytes '
     'allocated by torch during one training step above the bytes allocated '
@@ -304,20 +326,68 @@ def _state_bytes(model: nn.Module, optim_wrapper: OptimWrapper) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+#: Lines the profiler's C++ side writes straight to the process's stdout and
+#: stderr (past Python's ``sys.stderr``) that say nothing about the
+#: measurement: kineto's trace points (``USDT:``), its probe for a GPU on a
+#: host without one, and c10's note that frees of blocks allocated before
+#: profiling are not counted (which is what a per-step peak wants).
+PROFILER_NOISE = re.compile(
+    r'^(USDT:|ERROR:.*gpuGetDeviceCount'
+    r'|\[W.*Memory block of unknown size was allocated before)')
+
+
+@contextmanager
+def native_output_filtered(noise: Pattern[str]) -> Iterator[None]:
+    """Run a block with file descriptors 1 and 2 (where C++ code writes)
+    captured; afterwards copy back every captured line that ``noise`` does
+    not match, to the stream it was written to."""
+    streams = {1: sys.stdout, 2: sys.stderr}
+    for stream in streams.values():
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in streams}
+    captures = {fd: tempfile.TemporaryFile() for fd in streams}
+    try:
+        for fd, capture in captures.items():
+            os.dup2(capture.fileno(), fd)
+        yield
+    finally:
+        for fd, stream in streams.items():
+            stream.flush()
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            capture = captures[fd]
+            capture.seek(0)
+            text = capture.read().decode(errors='replace')
+            capture.close()
+            kept = [line for line in text.splitlines(keepends=True)
+                    if not noise.search(line)]
+            if kept:
+                stream.write(''.join(kept))
+                stream.flush()
+
+
 def _cpu_step_peak(step: Callable[[], object]) -> int:
     """Peak bytes allocated by torch on the CPU during ``step()`` above the
-    bytes allocated when it began, from the profiler's allocation events."""
+    bytes allocated when it began, from the memory events of
+    ``torch.profiler`` (written by ``export_chrome_trace``)."""
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        step()
-    # The per-allocation records (FunctionEvent only keeps per-op sums);
-    # torch.profiler has no public accessor for them in torch 2.x.
-    events = sorted((e.start_ns(), e.nbytes())
-                    for e in p.profiler.kineto_results.events()
-                    if e.name() == '[memory]'
-                    and e.device_type() == torch.autograd.DeviceType.CPU)
+    with native_output_filtered(PROFILER_NOISE), \
+            tempfile.TemporaryDirectory() as folder:
+        with profile(activities=[ProfilerActivity.CPU],
+                     profile_memory=True) as prof:
+            step()
+        path = osp.join(folder, 'trace.json')
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)['traceEvents']
+    # Allocations (positive sizes) and frees (negative) in time order; the
+    # sort is stable, so events at the same time keep the trace's order.
+    sizes = [e['args']['Bytes'] for e in sorted(
+        (e for e in events if e.get('name') == '[memory]'
+         and e['args'].get('Device Type') == CPU_DEVICE_TYPE),
+        key=lambda e: e['ts'])]
     current = peak = 0
-    for _, nbytes in events:
+    for nbytes in sizes:
         current += nbytes
         peak = max(peak, current)
     return peak
@@ -606,7 +676,7 @@ def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
     """Everything measured, JSON-ready."""
     device = setup.device
     how = ('torch.cuda.max_memory_allocated' if device.startswith('cuda')
-           else 'torch.profiler allocation events')
+           else 'torch.profiler memory events')
     return dict(
         setup=dict(
             {k: v for k, v in asdict(setup).items()},

@@ -8,7 +8,14 @@ import statistics
 import pytest
 import torch
 
-from mmsaol.benchmark import VARIANTS, main, parse_args, setup_from_args
+from mmsaol.benchmark import (
+    PROFILER_NOISE,
+    VARIANTS,
+    main,
+    native_output_filtered,
+    parse_args,
+    setup_from_args,
+)
 from mmsaol.benchmark import variant_model_config as model_config
 
 DEMO = 'configs/saol_demo.py'
@@ -21,16 +28,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_tiny_model_end_to_end(tmp_path, capsys, one_thread):
+def test_tiny_model_end_to_end(tmp_path, capfd, one_thread):
+    """Table on stdout, progress on stderr, and none of the profiler's own
+    lines (``capfd`` also sees what C++ code writes to the descriptors)."""
     out = tmp_path / 'cost.json'
     report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
                    '--batch-size', '4', '--iters', '2', '--warmup', '0',
                    '--repeats', '1', '--num-classes', '10',
                    '--threads', '1', '--clock', 'process',
                    '--out', str(out)])
-    captured = capsys.readouterr()
+    captured = capfd.readouterr()
     table = captured.out.strip().splitlines()
     assert table[0].startswith('| variant | params (M) | MACs (G)')
+    for noise in ('USDT', 'gpuGetDeviceCount', 'Memory block of unknown'):
+        assert noise not in captured.out + captured.err
     assert [row.split('|')[1].strip() for row in table[2:]] == \
         [label for label, _ in VARIANTS.values()]
     assert '[benchmark] repeat 1/1' in captured.err  # progress
@@ -58,6 +69,10 @@ def test_tiny_model_end_to_end(tmp_path, capsys, one_thread):
     assert rows['saol_all']['macs'] == saol['macs']
     # What is measured is written down.
     assert 'torch.profiler' in report['setup']['memory_metric']
+    # The memory events of the profiler add up to what torch allocated:
+    # at least one batch of float32 inputs was allocated in the step.
+    assert all(row['step_peak_bytes'] >= 4 * 3 * 32 * 32 * 4
+               for row in rows.values())
     assert report['setup']['clock'] == 'process'
     assert report['setup']['threads'] == 1
 
@@ -177,3 +192,20 @@ def test_inference_only_run(capsys, one_thread):
     for row in report['variants']:
         assert row['train_runs'] == [] and row['infer_images_per_s'] > 0
         assert 'train_images_per_s' not in row['ratio_to_gapfc']
+
+
+def test_native_output_filter_keeps_other_lines(capfd):
+    """Lines written to the file descriptors (as C++ code does) pass the
+    filter unless they are the profiler's noise, each to its own stream."""
+    import os
+    with native_output_filtered(PROFILER_NOISE):
+        os.write(1, b'kept on stdout\n')
+        os.write(2, b'USDT:2026 SyncActivityProfilerHandler.cpp] start\n'
+                    b'ERROR:2026 DeviceProperties.cpp:56] gpuGetDeviceCount '
+                    b'failed with code 35\nkept on stderr\n')
+        print('python line', flush=True)
+    captured = capfd.readouterr()
+    # (pytest's own sys.stdout may put the Python line first)
+    assert sorted(captured.out.splitlines()) == ['kept on stdout',
+                                                 'python line']
+    assert captured.err == 'kept on stderr\n'
