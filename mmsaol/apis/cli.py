@@ -132,6 +132,28 @@ def train(argv: Optional[List[str]] = None) -> None:
     _build_runner(cfg).train()
 
 
+def _set_test_output(cfg: Config, head: str) -> None:
+    """Choose the SAOLHead output that ``test()`` evaluates
+    (``head.test_output``) on the classifier itself, also when ``--tta``
+    has wrapped it (mmpretrain's ``merge_args`` makes ``cfg.model`` the
+    test-time-augmentation model with the classifier as its ``module``)."""
+    from mmpretrain.registry import MODELS
+
+    from mmsaol.models.heads.saol_head import SAOLHead
+    model, path = cfg.model, 'model'
+    while 'module' in model:
+        model, path = model.module, f'{path}.module'
+    head_cfg = model.get('head') or {}
+    head_type = head_cfg.get('type')
+    head_cls = head_type if isinstance(head_type, type) else \
+        MODELS.get(head_type) if head_type else None
+    if not (isinstance(head_cls, type) and issubclass(head_cls, SAOLHead)):
+        raise ValueError(
+            f'--head chooses an output of SAOLHead, but {path}.head.type is '
+            f'{head_type!r}: leave --head out for this model.')
+    head_cfg.test_output = head
+
+
 @user_errors_as_messages
 def test(argv: Optional[List[str]] = None) -> dict:
     """``tools/test.py``: mmpretrain's test entry with mmsaol."""
@@ -149,7 +171,7 @@ def test(argv: Optional[List[str]] = None) -> dict:
     cfg = Config.fromfile(args.config)
     cfg = tool.merge_args(cfg, args)
     if ours.head is not None:
-        cfg.merge_from_dict({'model.head.test_output': ours.head})
+        _set_test_output(cfg, ours.head)
     adapt_to_host(cfg, amp=False)
     runner = _build_runner(cfg)
     if args.out and args.out_item in ('pred', None):
