@@ -23,7 +23,16 @@ import copy
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import mmcv
 import numpy as np
@@ -50,11 +59,22 @@ STOCK_TYPES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 }
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-#: Fields whose mmsaol entries read SAOL's maps (localisation metrics, map
-#: hooks), with the registries of those entries. The GAP-FC model has no
-#: maps, so such entries are dropped from the exported config.
-MAP_CONSUMER_FIELDS = ('val_evaluator', 'test_evaluator', 'custom_hooks')
-MAP_CONSUMER_REGISTRIES = ('metric', 'hook')
+#: Fields whose mmsaol entries (metrics, hooks) are left out of the exported
+#: config, which must not need mmsaol: the metrics (``WSOLMetric``) read
+#: SAOL's maps, which the GAP-FC model does not have, and the hooks
+#: (reliability hooks, ``SAOLMapsHook``) have no stock counterpart.
+#: ``AtomicCheckpointHook`` in ``default_hooks`` becomes the stock
+#: ``CheckpointHook`` instead (:data:`STOCK_TYPES`).
+DROPPED_FIELDS = ('val_evaluator', 'test_evaluator', 'custom_hooks')
+DROPPED_REGISTRIES = ('metric', 'hook')
+#: Why each kind of entry is left out (printed by the tool).
+DROP_REASONS = {
+    'metric': 'an mmsaol metric of SAOL maps, which the GAP-FC model does '
+    'not have',
+    'hook': 'an mmsaol hook: the exported config must not need mmsaol',
+}
+#: ``progress(folder, written, total)``: called while images are written.
+Progress = Callable[[str, int, int], None]
 GAPFC_KEYS = ('head.gapfc.weight', 'head.gapfc.bias')
 
 
@@ -68,7 +88,8 @@ class ExportResult:
         data_dirs (List[str]): image folders written for data sets of mmsaol
             types (empty when the config uses stock data sets).
         dropped (List[str]): ``field: type`` of the mmsaol metrics and hooks
-            left out because they read SAOL's maps.
+            left out (see :data:`DROPPED_FIELDS`; :func:`drop_reason` says
+            why).
     """
 
     config: str
@@ -150,14 +171,22 @@ def _gapfc_model(model: dict) -> dict:
     return stock
 
 
-def _dump_dataset(dataset_cfg: dict, data_root: str, split: str) -> dict:
+def drop_reason(entry: str) -> str:
+    """Why an entry of :attr:`ExportResult.dropped` was left out."""
+    return DROP_REASONS['hook' if entry.startswith('custom_hooks:')
+                        else 'metric']
+
+
+def _dump_dataset(dataset_cfg: dict, data_root: str, split: str,
+                  progress: Optional[Progress] = None) -> dict:
     """Write a data set's images (after ``indices``) to
     ``data_root/split/*.png`` with the annotation file ``data_root/split.txt``
     and return the ``CustomDataset`` config (without pipeline) that reads
     them back.
 
     PNG is lossless, so the model sees exactly the same pixels. Only images
-    and labels are kept (e.g. the demo's ``gt_bbox`` is not).
+    and labels are kept (e.g. the demo's ``gt_bbox`` is not). ``progress``
+    is called after every image.
     """
     build_cfg = copy.deepcopy(dataset_cfg)
     build_cfg['pipeline'] = []
@@ -177,6 +206,8 @@ def _dump_dataset(dataset_cfg: dict, data_root: str, split: str) -> dict:
         name = f'{index:06d}.png'
         mmcv.imwrite(image, osp.join(image_dir, name))
         lines.append(f"{name} {int(info['gt_label'])}\n")
+        if progress is not None:
+            progress(image_dir, index + 1, len(dataset))
     with open(osp.join(data_root, f'{split}.txt'), 'w') as f:
         f.writelines(lines)
     return dict(type='CustomDataset',
@@ -188,10 +219,12 @@ def _dump_dataset(dataset_cfg: dict, data_root: str, split: str) -> dict:
 
 
 def _dump_mmsaol_datasets(cfg: dict, data_root: str,
-                          mmsaol_types: Dict[str, str]) -> List[str]:
+                          mmsaol_types: Dict[str, str],
+                          progress: Optional[Progress] = None) -> List[str]:
     """Replace each dataloader's data set of an mmsaol type by an image
     folder, in place; dataloaders with the same data set share one folder.
-    Each keeps its own pipeline, after a ``LoadImageFromFile``."""
+    Each keeps its own pipeline, which reads the files with a
+    ``LoadImageFromFile`` (added in front when it has none)."""
     written: List[Tuple[dict, dict]] = []
     dirs = []
     for loader in DATALOADERS:
@@ -202,28 +235,30 @@ def _dump_mmsaol_datasets(cfg: dict, data_root: str,
         folder = next((f for s, f in written if s == source), None)
         if folder is None:
             split = loader.split('_')[0]
-            folder = _dump_dataset(dataset_cfg, data_root, split)
+            folder = _dump_dataset(dataset_cfg, data_root, split, progress)
             written.append((source, folder))
             dirs.append(osp.join(data_root, split))
-        cfg[loader]['dataset'] = dict(
-            folder, pipeline=[dict(type='LoadImageFromFile'),
-                              *dataset_cfg.get('pipeline', [])])
+        pipeline = list(dataset_cfg.get('pipeline', []))
+        if not (pipeline and isinstance(pipeline[0], dict)
+                and pipeline[0].get('type') == 'LoadImageFromFile'):
+            pipeline.insert(0, dict(type='LoadImageFromFile'))
+        cfg[loader]['dataset'] = dict(folder, pipeline=pipeline)
     if cfg.get('dataset_type') in mmsaol_types:
         cfg['dataset_type'] = 'CustomDataset'
     return dirs
 
 
-def _drop_map_consumers(cfg: dict, mmsaol_types: Dict[str, str]
-                        ) -> List[str]:
+def _drop_mmsaol_entries(cfg: dict, mmsaol_types: Dict[str, str]
+                         ) -> List[str]:
     """Remove, in place, the mmsaol metrics and hooks of
-    :data:`MAP_CONSUMER_FIELDS`; return ``field: type`` of each."""
+    :data:`DROPPED_FIELDS`; return ``field: type`` of each."""
     dropped = []
-    for field in MAP_CONSUMER_FIELDS:
+    for field in DROPPED_FIELDS:
         value = cfg.get(field)
         entries = value if isinstance(value, list) else [value]
         kept = [e for e in entries if not (
             isinstance(e, dict) and mmsaol_types.get(e.get('type'))
-            in MAP_CONSUMER_REGISTRIES)]
+            in DROPPED_REGISTRIES)]
         if len(kept) == len(entries):
             continue
         dropped += [f"{field}: {e['type']}" for e in entries
@@ -282,19 +317,21 @@ def stock_model_config(cfg: Config) -> dict:
     return model
 
 
-def stock_config(cfg: Config, data_root: str
+def stock_config(cfg: Config, data_root: str,
+                 progress: Optional[Progress] = None
                  ) -> Tuple[Config, List[str], List[str]]:
     """The stock mmpretrain config of a SAOL config's GAP-FC path.
 
     The model becomes :func:`stock_model_config`; every other field stays,
     with the mmsaol types of :data:`STOCK_TYPES` replaced, mmsaol metrics and
-    hooks of SAOL's maps left out, data sets of mmsaol types written to
-    image folders under ``data_root``, mmsaol dropped from
+    hooks left out (:data:`DROPPED_FIELDS`), data sets of mmsaol types
+    written to image folders under ``data_root``, mmsaol dropped from
     ``custom_imports`` and ``work_dir``/``load_from``/``resume`` reset.
 
     Args:
         cfg (Config): merged SAOL config.
         data_root (str): folder for the images of data sets of mmsaol types.
+        progress (Progress, optional): called after every image written.
 
     Returns:
         Tuple[Config, List[str], List[str]]: the new config, the image
@@ -308,9 +345,9 @@ def stock_config(cfg: Config, data_root: str
     new = cfg.to_dict()
     new['model'] = stock_model_config(cfg)
     _to_stock_types(new)
-    dropped = _drop_map_consumers(new, mmsaol_types)
+    dropped = _drop_mmsaol_entries(new, mmsaol_types)
     data_dirs = _dump_mmsaol_datasets(new, osp.abspath(data_root),
-                                      mmsaol_types)
+                                      mmsaol_types, progress)
     _drop_mmsaol_imports(new)
     for key in ('work_dir', 'load_from'):
         new.pop(key, None)
@@ -385,7 +422,8 @@ def _classes(meta: dict, cfg: Config) -> Optional[List[str]]:
 def export_gapfc(config: str,
                  checkpoint: str,
                  out_dir: str,
-                 cfg_options: Optional[dict] = None) -> ExportResult:
+                 cfg_options: Optional[dict] = None,
+                 progress: Optional[Progress] = None) -> ExportResult:
     """Export the GAP-FC branch of a self-distilled SAOL model.
 
     Args:
@@ -398,6 +436,9 @@ def export_gapfc(config: str,
             mmsaol types, ``data/<split>/`` image folders.
         cfg_options (dict, optional): overrides merged into ``config`` first,
             as ``--cfg-options`` does.
+        progress (Progress, optional): called as ``progress(folder,
+            written, total)`` after every image written for a data set of
+            an mmsaol type.
 
     Returns:
         ExportResult: the paths written.
@@ -419,7 +460,7 @@ def export_gapfc(config: str,
 
     os.makedirs(out_dir, exist_ok=True)
     new_cfg, data_dirs, dropped_fields = stock_config(
-        cfg, osp.join(out_dir, 'data'))
+        cfg, osp.join(out_dir, 'data'), progress)
     meta: Dict[str, Any] = dict(
         exported_from=dict(config=osp.abspath(config),
                            checkpoint=osp.abspath(checkpoint),
@@ -459,18 +500,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def print_progress(folder: str, written: int, total: int) -> None:
+    """Report images written, at every tenth of a folder and its end."""
+    step = max(total // 10, 1)
+    if written == total or written % step == 0:
+        print(f'images written to {folder}: {written}/{total}', flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> ExportResult:
     """``tools/export_gapfc.py``."""
     from mmsaol.apis.cli import resolve_config
     args = parse_args(argv)
     try:
         result = export_gapfc(resolve_config(args.config), args.checkpoint,
-                              args.out_dir, args.cfg_options)
+                              args.out_dir, args.cfg_options,
+                              progress=print_progress)
     except ValueError as err:
         raise SystemExit(f'export_gapfc: {err}') from err
     print(f'config:     {result.config}\ncheckpoint: {result.checkpoint}')
     for folder in result.data_dirs:
         print(f'images:     {folder}')
     for entry in result.dropped:
-        print(f'left out (reads SAOL maps): {entry}')
+        print(f'left out ({drop_reason(entry)}): {entry}')
     return result

@@ -86,8 +86,11 @@ def test_exported_config_is_stock_mmpretrain(exported):
     for key in ('train', 'val', 'test'):
         dataset = cfg[f'{key}_dataloader'].dataset
         assert dataset.type == 'CustomDataset'
+        # The config's own pipeline, reading the files exactly once.
         assert dataset.pipeline[0] == dict(type='LoadImageFromFile')
-        assert dataset.pipeline[1].type == 'PackInputs'
+        assert [t.type for t in dataset.pipeline].count(
+            'LoadImageFromFile') == 1
+        assert dataset.pipeline[-1].type == 'PackInputs'
         with open(osp.join(dataset.data_root, dataset.ann_file)) as f:
             assert len(f.readlines()) == (32 if key == 'train' else 24)
     # Unchanged: evaluators, schedule, runtime.
@@ -237,6 +240,23 @@ def test_other_mmsaol_fields_become_stock(trained, tmp_path):
     assert cfg.custom_imports.imports == ['mmpretrain.models']
     assert result.dropped == ['custom_hooks: NonFiniteLossHook',
                               'custom_hooks: CheckpointMatchHook']
+
+
+def test_tool_reports_progress_and_why_entries_are_left_out(trained,
+                                                            tmp_path,
+                                                            capsys):
+    from mmsaol.apis.export import main
+    main([*trained, str(tmp_path / 'out'), '--cfg-options', *SMALL])
+    lines = capsys.readouterr().out.splitlines()
+    data = tmp_path / 'out' / 'data'
+    for split, total in (('train', 32), ('val', 24)):
+        counts = [line.rsplit(' ', 1)[-1] for line in lines
+                  if line.startswith(f'images written to {data / split}:')]
+        # every tenth of the folder, then its end
+        assert counts[-1] == f'{total}/{total}' and len(counts) >= 10
+    for hook in ('NonFiniteLossHook', 'CheckpointMatchHook'):
+        assert ('left out (an mmsaol hook: the exported config must not '
+                f'need mmsaol): custom_hooks: {hook}') in lines
 
 
 def test_refuses_mmsaol_type_without_stock_counterpart(trained, tmp_path):
