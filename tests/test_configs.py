@@ -78,12 +78,14 @@ def test_model_builds(built):
     assert isinstance(model, MODELS.get(cfg.model.type))
 
 
-def stage_shapes(backbone: torch.nn.Module, size: int) -> List[tuple]:
+def stage_shapes(backbone: torch.nn.Module, size: int,
+                 in_channels: int = 3) -> List[tuple]:
     """Shapes of the maps the backbone returns for one ``size`` x ``size``
     image, computed on the meta device (moves ``backbone`` there)."""
     backbone.to('meta').eval()
     with torch.no_grad():
-        outs = backbone(torch.empty(1, 3, size, size, device='meta'))
+        outs = backbone(torch.empty(1, in_channels, size, size,
+                                    device='meta'))
     return [tuple(o.shape) for o in outs]
 
 
@@ -93,7 +95,8 @@ def test_saol_head_matches_backbone_stages(built):
         pytest.skip('not a SAOL config')
     assert model.neck is None, 'SAOL needs model.neck=None'
     size = cfg.model.backbone.get('img_size', PROBE_SIZE)
-    shapes = stage_shapes(model.backbone, size)
+    shapes = stage_shapes(model.backbone, size,
+                          cfg.model.backbone.get('in_channels', 3))
     assert all(len(s) == 4 for s in shapes), (
         f'backbone returns {shapes}, not (N, C, H, W) maps')
     channels = tuple(s[1] for s in shapes)

@@ -1,89 +1,272 @@
-"""Seed studies on the demo data set: the numbers behind the README tables.
+"""Resumable seed studies: named variants x seeds, trained and evaluated
+with the project's own tools, summarised as markdown tables.
 
-Every variant is the demo config with a few overrides, trained with the
-real ``tools/train.py`` in a subprocess (same seed list, same schedule), then
-evaluated with ``tools/test.py`` on its last checkpoint.
+A study is a list of variants (a config plus ``--cfg-options`` overrides,
+the heads to test and the maps to score for localisation) and a list of
+seeds, written as a JSON file (see ``configs/fashion-mnist/study_*.json``)
+or built in (``demo``). Every run trains with ``tools/train.py`` in a
+subprocess (one OpenMP thread each), tests its last checkpoint with
+``tools/test.py`` (once per head) and, for maps, ``tools/eval_wsol.py``.
+
+A finished run writes its record twice: next to its checkpoints and into
+the results folder (``results/<study>/<variant>/seed<k>.json``, meant to be
+committed). A run with a record whose config and overrides match the
+study's is skipped, so a study larger than one sitting finishes over
+several, and a second call trains nothing and prints the same table. The
+study file is read again before each run starts, so variants added to it
+while it runs are picked up.
+
+    python tools/study.py configs/fashion-mnist/study_main.json --jobs 2
+    python tools/study.py demo --seeds 0 1 2
+    python tools/study.py fashion-mnist --table     # table only, no runs
 """
 from __future__ import annotations
 
+import argparse
+import datetime
+import glob
+import gzip
 import json
+import math
 import os
 import os.path as osp
+import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO_TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'tools')
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_TOOLS = osp.join(REPO, 'tools')
+
+#: WSOL metrics kept in the study (see ``WSOLMetric``).
+WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
+HEAD_NAMES = {'default': '', 'saol': 'SAOL', 'gapfc': 'GAP-FC branch'}
+MAP_NAMES = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
+             'cam': 'CAM'}
+#: Two-sided 95% quantiles of Student's t, by degrees of freedom.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,
+        7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179,
+        13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101,
+        19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
+        120: 1.980}
+
+FASHION_MNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+                       't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+#: Where Debian's ``dataset-fashion-mnist`` package puts the gzipped files.
+FASHION_MNIST_DEBIAN = '/usr/share/datasets/fashion-mnist'
+FASHION_MNIST_URL = \
+    'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 
 
 @dataclass
 class Variant:
-    """One row of a study: a config, overrides, and which heads to test."""
+    """One row group of a study.
+
+    Args:
+        name (str): Row name in the tables (unique in the study).
+        config (str): Config file, relative to the repository.
+        options (List[str]): ``--cfg-options`` overrides, ``key=value``.
+        heads (Sequence[str | None]): Heads to test: None (the config's
+            default output), ``'saol'`` or ``'gapfc'`` (``--head``).
+        maps (Sequence[str]): Maps scored by ``tools/eval_wsol.py``
+            (``'attention'``, ``'class'``, ``'cam'``); empty for data
+            without boxes.
+    """
 
     name: str
     config: str
     options: List[str] = field(default_factory=list)
     heads: Sequence[Optional[str]] = (None, )
-    maps: Sequence[str] = ('attention', 'class')
+    maps: Sequence[str] = ()
+
+
+@dataclass
+class Study:
+    """Variants x seeds, and the baseline the paired differences use.
+
+    Args:
+        name (str): Folder name under the results and work directories.
+        variants (List[Variant]): The variants, in table order.
+        seeds (List[int]): Default seeds.
+        baseline (str, optional): Name of the variant every other one is
+            compared with (its first head), seed by seed.
+        prepare (str, optional): Data to prepare before the first run
+            (``'fashion-mnist'``).
+        description (str): One line for the table's caption.
+    """
+
+    name: str
+    variants: List[Variant]
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    baseline: Optional[str] = None
+    prepare: Optional[str] = None
+    description: str = ''
+    failed: int = 0
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        names = [v.name for v in self.variants]
+        raise ValueError(f'Study {self.name!r} has no variant {name!r}; '
+                         f'its variants are {names}.')
 
 
 SAOL_OFF = ['model.head.self_supervision=None', 'model.head.distillation=None']
-DEMO_VARIANTS = [
-    Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py', maps=('cam', )),
-    Variant('SAOL + CutMix', 'configs/saol_demo.py', SAOL_OFF),
-    Variant('SAOL + CutMix + self-sup. (label maps, L)',
-            'configs/saol_demo.py',
-            ['model.head.self_supervision.target=label',
-             'model.head.distillation=None']),
-    Variant('SAOL + CutMix + self-sup. (self-annotated, S)',
-            'configs/saol_demo.py', ['model.head.distillation=None']),
-    # The default demo config: SAOL and its distilled GAP-FC branch.
-    Variant('SAOL + CutMix + self-sup. (self-annotated, S) + distillation',
-            'configs/saol_demo.py', heads=('saol', 'gapfc')),
-]
+DEMO_STUDY = Study(
+    name='demo',
+    description='demo data set (DigitsCanvas), configs/saol_demo.py schedule',
+    baseline='GAP-FC + CutMix',
+    variants=[
+        Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py', maps=('cam', )),
+        Variant('SAOL + CutMix', 'configs/saol_demo.py', SAOL_OFF,
+                maps=('attention', 'class')),
+        Variant('SAOL + CutMix + self-sup. (label maps, L)',
+                'configs/saol_demo.py',
+                ['model.head.self_supervision.target=label',
+                 'model.head.distillation=None'],
+                maps=('attention', 'class')),
+        Variant('SAOL + CutMix + self-sup. (self-annotated, S)',
+                'configs/saol_demo.py', ['model.head.distillation=None'],
+                maps=('attention', 'class')),
+        # The default demo config: SAOL and its distilled GAP-FC branch.
+        Variant('SAOL + CutMix + self-sup. (self-annotated, S) + '
+                'distillation', 'configs/saol_demo.py',
+                heads=('saol', 'gapfc'), maps=('attention', 'class')),
+    ])
+#: Studies known by name; a name may also be a JSON file path.
+NAMED_STUDIES = {
+    'demo': DEMO_STUDY,
+    'fashion-mnist': 'configs/fashion-mnist/study_main.json',
+    'fashion-mnist-ablation': 'configs/fashion-mnist/study_ablation.json',
+}
 
 
+# ------------------------------------------------------------------ studies
+def load_study(spec: str) -> Study:
+    """A study by name (:data:`NAMED_STUDIES`) or from a JSON file.
+
+    The file holds ``name``, ``variants`` (each ``name``, ``config`` and
+    optionally ``options``, ``heads``, ``maps``) and optionally ``seeds``,
+    ``baseline``, ``prepare`` and ``description``.
+    """
+    named = NAMED_STUDIES.get(spec, spec)
+    if isinstance(named, Study):
+        return named
+    path = named if osp.isfile(named) else osp.join(REPO, named)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'Study {spec!r} is neither a known name '
+            f'({sorted(NAMED_STUDIES)}) nor a JSON file; give e.g. '
+            'configs/fashion-mnist/study_main.json.')
+    with open(path) as f:
+        raw = json.load(f)
+    known = {'name', 'variants', 'seeds', 'baseline', 'prepare',
+             'description'}
+    if not isinstance(raw, dict) or 'variants' not in raw or \
+            set(raw) - known:
+        raise ValueError(
+            f'Study file {path} must be a JSON object with "name" and '
+            f'"variants" and optionally {sorted(known - {"name", "variants"})}'
+            f'; got keys {sorted(raw) if isinstance(raw, dict) else raw!r}.')
+    variants = []
+    for item in raw['variants']:
+        extra = set(item) - {'name', 'config', 'options', 'heads', 'maps'}
+        if extra or 'name' not in item or 'config' not in item:
+            raise ValueError(
+                f'Study file {path}: every variant needs "name" and "config" '
+                'and may have "options", "heads", "maps"; got '
+                f'{sorted(item)}.')
+        variants.append(Variant(
+            item['name'], item['config'], list(item.get('options', [])),
+            tuple(item.get('heads', [None])), tuple(item.get('maps', []))))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f'Study file {path}: variant names must be unique, '
+                         f'got {names}.')
+    study = Study(raw.get('name') or osp.splitext(osp.basename(path))[0],
+                  variants, list(raw.get('seeds', [0, 1, 2])),
+                  raw.get('baseline'), raw.get('prepare'),
+                  raw.get('description', ''))
+    if study.baseline is not None:
+        study.variant(study.baseline)
+    return study
+
+
+def slug(name: str) -> str:
+    """File-system name of a variant: alphanumerics, the rest ``_``."""
+    return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+
+
+def record_path(results_dir: str, study: Study, variant: Variant,
+                seed: int) -> str:
+    """Where the committed record of one run lives."""
+    return osp.join(results_dir, study.name, slug(variant.name),
+                    f'seed{seed}.json')
+
+
+def load_record(path: str, variant: Variant,
+                extra: Sequence[str] = ()) -> Optional[dict]:
+    """The record at ``path`` if it belongs to ``variant`` as defined now
+    (same config, overrides, extra overrides, heads and maps); else None
+    (run it again)."""
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    same = (record.get('config') == variant.config
+            and record.get('options') == list(variant.options)
+            and record.get('extra_options', []) == list(extra)
+            and all(f'top1/{h or "default"}' in record.get('metrics', {})
+                    for h in variant.heads)
+            and all(f'{m}/{WSOL_KEYS[0]}' in record.get('metrics', {})
+                    for m in variant.maps))
+    return record if same else None
+
+
+# --------------------------------------------------------------------- runs
 def _tool(name: str) -> str:
     return osp.join(REPO_TOOLS, f'{name}.py')
 
 
-#: WSOL metrics kept in the study (see ``WSOLMetric``).
-WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
-
-
 def _run_tool(tool: str, args: Sequence[str], options: Sequence[str],
-              env: Optional[dict], out: Optional[str] = None
-              ) -> Optional[dict]:
-    """Run ``tools/<tool>.py args [--cfg-options options]`` quietly in a
-    subprocess (failing loudly); return the JSON it wrote to ``out``."""
+              env: Optional[dict], log: str,
+              out: Optional[str] = None) -> Optional[dict]:
+    """Run ``tools/<tool>.py args [--cfg-options options]`` in a
+    subprocess, appending its output to ``log`` (failing loudly); return
+    the JSON it wrote to ``out``."""
     cmd = [sys.executable, _tool(tool), *args]
     if options:
         cmd += ['--cfg-options', *options]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.STDOUT, env=env)
+    with open(log, 'a') as f:
+        f.write('$ ' + ' '.join(cmd) + '\n')
+        f.flush()
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT,
+                       env=env, cwd=REPO)
     if out is None:
         return None
     with open(out) as f:
         return json.load(f)
 
 
-def run_variant(variant: Variant, seed: int, work_root: str,
+def run_variant(variant: Variant, seed: int, work_dir: str,
                 extra: Sequence[str] = (),
                 env: Optional[dict] = None) -> Dict[str, float]:
-    """Train one variant with one seed; test its last checkpoint's top-1
-    (``top1/<head>``) and localisation (``<map>/<metric>``). A run whose
-    work dir already has a ``last_checkpoint`` is only evaluated again."""
-    slug = ''.join(c if c.isalnum() else '_' for c in variant.name)
-    work_dir = osp.join(work_root, f'{slug}_seed{seed}')
+    """Train one variant with one seed in ``work_dir`` (resuming a run that
+    was stopped), then test its last checkpoint: top-1 per head
+    (``top1/<head>``) and localisation per map (``<map>/<metric>``)."""
+    os.makedirs(work_dir, exist_ok=True)
+    log = osp.join(work_dir, 'study.log')
     options = [*variant.options, *extra]
-    if not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        _run_tool('train', [variant.config, '--work-dir', work_dir,
-                            '--seed', str(seed)], options, env)
+    train_args = [variant.config, '--work-dir', work_dir, '--seed',
+                  str(seed)]
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        train_args.append('--resume')  # finishes a stopped run
+    _run_tool('train', train_args, options, env, log)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     results = {}
@@ -93,76 +276,363 @@ def run_variant(variant: Variant, seed: int, work_root: str,
                 '--out', out, '--out-item', 'metrics']
         if head is not None:
             args += ['--head', head]
-        metrics = _run_tool('test', args, options, env, out)
+        metrics = _run_tool('test', args, options, env, log, out)
         results[f'top1/{head or "default"}'] = float(
             metrics['accuracy/top1'])
     for map_name in variant.maps:
         out = osp.join(work_dir, f'wsol_{map_name}.json')
         metrics = _run_tool('eval_wsol', [variant.config, checkpoint,
                                           '--map', map_name, '--out', out],
-                            options, env, out)
+                            options, env, log, out)
         for key in WSOL_KEYS:
             results[f'{map_name}/{key}'] = float(metrics[f'wsol/{key}'])
     return results
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (sample std) of a list of accuracies."""
-    if len(values) < 2:
-        return f'{values[0]:.2f}'
-    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+def _write_json(path: str, data: dict) -> None:
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=2)
+        f.write('\n')
+    os.replace(tmp, path)
 
 
-def run_study(variants: Sequence[Variant], seeds: Sequence[int],
-              work_root: str, extra: Sequence[str] = (),
-              jobs: int = 1) -> dict:
-    """Run every variant with every seed; print progress with an ETA.
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f'{minutes // 60} h {minutes % 60:02d} min' if minutes >= 60 \
+        else f'{seconds / 60:.1f} min'
 
-    ``jobs`` runs go side by side, each with one intra-op thread (on a small
-    CPU model, two one-thread runs finish sooner than two two-thread runs one
-    after the other).
+
+def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
+              work_root: str = 'work_dirs/study',
+              results_dir: str = 'results', extra: Sequence[str] = (),
+              jobs: int = 1, threads: int = 1,
+              only: Optional[Sequence[str]] = None,
+              log=print) -> Study:
+    """Run every missing (variant, seed) of a study; return the study.
+
+    Runs go in seed order (every variant's seed 0 first), ``jobs`` at a
+    time, each with ``threads`` OpenMP threads. The study is loaded again
+    from ``spec`` before each run starts. A run that fails is reported and
+    left without a record (the next call tries it again).
     """
-    env = dict(os.environ, OMP_NUM_THREADS='1') if jobs > 1 else None
-    runs = [(variant, seed) for variant in variants for seed in seeds]
-    results: dict = {v.name: {} for v in variants}
+    study = load_study(spec)
+    if study.prepare == 'fashion-mnist':
+        prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion-mnist'))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    lock = threading.Lock()
+    busy: set = set()
+    walls: List[float] = []
     start = time.time()
+    state = dict(done=0, failed=0)
 
-    def one(index_run):
-        index, (variant, seed) = index_run
-        scores = run_variant(variant, seed, work_root, extra, env)
-        elapsed = time.time() - start
-        print(f'[{index + 1}/{len(runs)}] {variant.name} seed {seed}: '
-              f'{scores} (elapsed {elapsed / 60:.1f} min)', flush=True)
-        return variant, seed, scores
+    def pending(current: Study) -> List[Tuple[Variant, int]]:
+        chosen = [v for v in current.variants if only is None
+                  or any(w in v.name for w in only)]
+        order = seeds if seeds is not None else current.seeds
+        return [(v, s) for s in order for v in chosen
+                if (v.name, s) not in busy and load_record(
+                    record_path(results_dir, current, v, s), v, extra) is None]
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        finished = list(pool.map(one, enumerate(runs)))
-    for variant, _, scores in finished:  # in run order: seeds line up
-        for head, acc in scores.items():
-            results[variant.name].setdefault(head, []).append(acc)
+    def worker() -> None:
+        while True:
+            with lock:
+                current = load_study(spec)
+                todo = pending(current)
+                if not todo:
+                    return
+                variant, seed = todo[0]
+                busy.add((variant.name, seed))
+            work_dir = osp.join(work_root, current.name, slug(variant.name),
+                                f'seed{seed}')
+            began = time.time()
+            try:
+                metrics = run_variant(variant, seed, work_dir, extra, env)
+            except subprocess.CalledProcessError:
+                with lock:
+                    state['failed'] += 1
+                    log(f'FAILED {variant.name} seed {seed}: see '
+                        f'{osp.join(work_dir, "study.log")}', flush=True)
+                continue
+            wall = time.time() - began
+            record = dict(study=current.name, variant=variant.name,
+                          seed=seed, config=variant.config,
+                          options=list(variant.options),
+                          extra_options=list(extra), metrics=metrics,
+                          wall_s=round(wall, 1), threads=threads, jobs=jobs,
+                          finished=datetime.datetime.now(
+                              datetime.timezone.utc).isoformat(
+                                  timespec='seconds'))
+            _write_json(osp.join(work_dir, 'study_record.json'), record)
+            _write_json(record_path(results_dir, current, variant, seed),
+                        record)
+            with lock:
+                walls.append(wall)
+                state['done'] += 1
+                left = len(pending(current)) + len(busy) - 1
+                busy.discard((variant.name, seed))
+                eta = statistics.mean(walls) * left / jobs
+                finish = datetime.datetime.now() + datetime.timedelta(
+                    seconds=eta)
+                shown = ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()
+                                  if k.startswith('top1/'))
+                log(f'[{state["done"]} done, {left} left] {variant.name} '
+                    f'seed {seed}: {shown} ({_duration(wall)}; elapsed '
+                    f'{_duration(time.time() - start)}, ETA '
+                    f'{_duration(eta)}, ~{finish:%H:%M})', flush=True)
+
+    threads_ = [threading.Thread(target=worker) for _ in range(max(jobs, 1))]
+    for thread in threads_:
+        thread.start()
+    for thread in threads_:
+        thread.join()
+    study = load_study(spec)
+    write_results(study, results_dir, extra)
+    if state['failed']:
+        log(f'{state["failed"]} run(s) failed; run the study again to '
+            'retry them.', flush=True)
+    study.failed = state['failed']
+    return study
+
+
+# -------------------------------------------------------------- statistics
+def t_quantile(df: int) -> float:
+    """Two-sided 95% quantile of Student's t with ``df`` degrees of freedom
+    (the nearest tabulated df at or below; 1.96 beyond 120)."""
+    if df < 1:
+        raise ValueError(f'A t-interval needs df >= 1, got {df}.')
+    if df > 120:
+        return 1.96
+    return T975[max(k for k in T975 if k <= df)]
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
+    """Mean and sample standard deviation (None for a single value)."""
+    values = list(values)
+    return statistics.mean(values), (statistics.stdev(values)
+                                     if len(values) > 1 else None)
+
+
+def paired_difference(values: Dict[int, float], baseline: Dict[int, float]
+                      ) -> Optional[dict]:
+    """Seed-by-seed difference to the baseline over their common seeds:
+    mean, sample std, the 95% t-interval's half width (None for one seed),
+    how many seeds are above, and the seeds used. None without a common
+    seed."""
+    common = sorted(set(values) & set(baseline))
+    if not common:
+        return None
+    diffs = [values[s] - baseline[s] for s in common]
+    mean, std = mean_std(diffs)
+    half = None if std is None else \
+        t_quantile(len(diffs) - 1) * std / math.sqrt(len(diffs))
+    return dict(mean=mean, std=std, half_width=half, seeds=common,
+                above=sum(d > 0 for d in diffs))
+
+
+def fmt_mean_std(values: Sequence[float]) -> str:
+    mean, std = mean_std(values)
+    return f'{mean:.2f}' if std is None else f'{mean:.2f} ± {std:.2f}'
+
+
+def fmt_difference(diff: Optional[dict]) -> str:
+    if diff is None:
+        return '—'
+    text = f'{diff["mean"]:+.2f}'
+    if diff['half_width'] is not None:
+        low = diff['mean'] - diff['half_width']
+        high = diff['mean'] + diff['half_width']
+        text += f' [{low:+.2f}, {high:+.2f}]'
+    return f'{text} ({diff["above"]}/{len(diff["seeds"])} above)'
+
+
+# ----------------------------------------------------------------- results
+def collect(study: Study, results_dir: str, extra: Sequence[str] = ()
+            ) -> dict:
+    """Every committed record of the study as ``{variant: {metric: {seed:
+    value}}}`` (current definitions and ``extra`` overrides only), in study
+    order."""
+    results: dict = {}
+    for variant in study.variants:
+        rows: dict = {}
+        pattern = osp.join(results_dir, study.name, slug(variant.name),
+                           'seed*.json')
+        for path in sorted(glob.glob(pattern)):
+            record = load_record(path, variant, extra)
+            if record is None:
+                continue
+            for key, value in record['metrics'].items():
+                rows.setdefault(key, {})[int(record['seed'])] = value
+        if rows:
+            results[variant.name] = {
+                key: dict(sorted(per_seed.items()))
+                for key, per_seed in rows.items()}
     return results
 
 
-def markdown_tables(results: dict, seeds: Sequence[int]) -> str:
-    """The accuracy table and the localisation table, mean ± std."""
-    outputs = {'default': '', 'saol': 'SAOL', 'gapfc': 'GAP-FC branch'}
-    maps = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
-            'cam': 'CAM'}
-    top1 = ['| variant | output | val top-1 (%) | per seed |',
-            '|---|---|---|---|']
+def results_path(study: Study, results_dir: str) -> str:
+    return osp.join(results_dir, study.name, 'results.json')
+
+
+def write_results(study: Study, results_dir: str,
+                  extra: Sequence[str] = ()) -> dict:
+    """Write ``results/<study>/results.json`` (all records, the baseline)
+    and return its content."""
+    records = collect(study, results_dir, extra)
+    data = dict(study=study.name, description=study.description,
+                baseline=study.baseline, results={
+                    name: {k: {str(s): v for s, v in per.items()}
+                           for k, per in rows.items()}
+                    for name, rows in records.items()})
+    if data['results']:
+        _write_json(results_path(study, results_dir), data)
+    return data
+
+
+def read_results(path: str) -> dict:
+    """A results file with its seeds as ints again."""
+    with open(path) as f:
+        data = json.load(f)
+    data['results'] = {
+        name: {k: {int(s): v for s, v in per.items()}
+               for k, per in rows.items()}
+        for name, rows in data['results'].items()}
+    return data
+
+
+def markdown_tables(data: dict) -> str:
+    """The accuracy table (and, when maps were scored, the localisation
+    table) of a results file's content."""
+    results = data['results']
+    base_name = data.get('baseline')
+    base = None
+    if base_name in results:
+        base_key = next(k for k in results[base_name] if k.startswith('top1/'))
+        base = results[base_name][base_key]
+    top1 = ['| variant | output | top-1 (%) | per seed | '
+            f'Δ vs {base_name or "baseline"} [95% CI] |',
+            '|---|---|---|---|---|']
     loc = ['| variant | map | GT-known loc (%) | MaxBoxAcc (%) | '
            'MaxBoxAccV2 (%) | peak in box (%) |', '|---|---|---|---|---|---|']
     for name, rows in results.items():
-        for key, values in rows.items():
+        for key, per_seed in rows.items():
             kind, what = key.split('/', 1)
             if kind == 'top1':
-                per_seed = ', '.join(f'{v:.2f}' for v in values)
-                top1.append(f'| {name} | {outputs[what]} | '
-                            f'{mean_std(values)} | {per_seed} |')
+                cells = ', '.join(f'{s}: {v:.2f}'
+                                  for s, v in per_seed.items())
+                diff = '—' if base is None or per_seed is base else \
+                    fmt_difference(paired_difference(per_seed, base))
+                top1.append(f'| {name} | {HEAD_NAMES.get(what, what)} | '
+                            f'{fmt_mean_std(list(per_seed.values()))} | '
+                            f'{cells} | {diff} |')
             elif what == WSOL_KEYS[0]:
-                cells = [mean_std(rows[f'{kind}/{k}']) for k in WSOL_KEYS]
-                loc.append(f'| {name} | {maps[kind]} | ' +
+                cells = [fmt_mean_std(list(rows[f'{kind}/{k}'].values()))
+                         for k in WSOL_KEYS]
+                loc.append(f'| {name} | {MAP_NAMES.get(kind, kind)} | ' +
                            ' | '.join(cells) + ' |')
-    note = f'\nSeeds {list(seeds)}; mean ± sample std.'
-    return '\n'.join(top1) + '\n' + note + '\n\n' + '\n'.join(loc) + \
-        '\n' + note
+    text = '\n'.join(top1)
+    if len(loc) > 2:
+        text += '\n\n' + '\n'.join(loc)
+    return text + '\n'
+
+
+# -------------------------------------------------------------------- data
+def prepare_fashion_mnist(dest: str = 'data/fashion-mnist',
+                          sources: Sequence[str] = (FASHION_MNIST_DEBIAN, )
+                          ) -> str:
+    """Put the four Fashion-MNIST idx files, un-gzipped, in ``dest`` (what
+    mmpretrain's ``FashionMNIST`` reads); a no-op when they are there.
+
+    The gzipped files are looked for in ``sources`` (Debian's
+    ``dataset-fashion-mnist`` package installs them in
+    ``/usr/share/datasets/fashion-mnist``) and in ``dest`` itself.
+    """
+    missing = [n for n in FASHION_MNIST_FILES
+               if not osp.isfile(osp.join(dest, n))]
+    for name in missing:
+        found = [osp.join(d, name + '.gz') for d in (*sources, dest)
+                 if osp.isfile(osp.join(d, name + '.gz'))]
+        if not found:
+            raise FileNotFoundError(
+                f'Fashion-MNIST file {name}(.gz) is in none of '
+                f'{[*sources, dest]}: install it with `apt-get install '
+                'dataset-fashion-mnist` (Debian/Ubuntu) or download the four '
+                f'.gz files from {FASHION_MNIST_URL} into {dest}.')
+        os.makedirs(dest, exist_ok=True)
+        with gzip.open(found[0]) as src, \
+                open(osp.join(dest, name) + '.tmp', 'wb') as out:
+            shutil.copyfileobj(src, out)
+        os.replace(osp.join(dest, name) + '.tmp', osp.join(dest, name))
+    return dest
+
+
+# --------------------------------------------------------------------- CLI
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='study', description='Run a resumable seed study and print '
+        'its tables: ' + ', '.join(sorted(NAMED_STUDIES)) + ' or a JSON '
+        'study file.')
+    parser.add_argument('study', nargs='?', default=None,
+                        help='study name or JSON file')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None,
+                        help="seeds to run (default: the study's)")
+    parser.add_argument('--only', nargs='+', default=None,
+                        help='run only the variants whose name contains one '
+                        'of these strings')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs side by side')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='OpenMP threads per run')
+    parser.add_argument('--work-dir', default='work_dirs/study',
+                        help='root of the runs\' work directories')
+    parser.add_argument('--results-dir', default='results',
+                        help='root of the committed run records')
+    parser.add_argument('--table', action='store_true',
+                        help='print the tables of the records only')
+    parser.add_argument('--out', default=None,
+                        help='also write the results JSON here')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='extra overrides for every run (recorded)')
+    parser.add_argument('--prepare-fashion-mnist', action='store_true',
+                        help='un-gzip Fashion-MNIST into data/fashion-mnist')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``mmsaol study`` / ``tools/study.py``."""
+    args = parse_args(argv)
+    if args.prepare_fashion_mnist:
+        print('Fashion-MNIST in',
+              prepare_fashion_mnist(osp.join('data', 'fashion-mnist')))
+        if args.study is None:
+            return
+    if args.study is None:
+        raise SystemExit('study: give a study name or JSON file.')
+    try:
+        if args.table:
+            study = load_study(args.study)
+            data = write_results(study, args.results_dir,
+                                 args.cfg_options)
+        else:
+            study = run_study(args.study, args.seeds, args.work_dir,
+                              args.results_dir, args.cfg_options, args.jobs,
+                              args.threads, args.only)
+            data = write_results(study, args.results_dir,
+                                 args.cfg_options)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f'study: error: {error}') from None
+    if args.out:
+        _write_json(args.out, data)
+    if not data['results']:
+        print(f'No finished runs of study {study.name!r} in '
+              f'{args.results_dir}.')
+        return
+    print(markdown_tables(data), end='')
+    if study.failed:
+        raise SystemExit(1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,148 @@
+"""The study tool: statistics against hand-computed values, study files,
+records, and a tiny real study run twice (the second run trains nothing
+and prints the same table)."""
+import json
+import math
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mmsaol.apis import study as st
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_paired_difference_by_hand():
+    values = {0: 90.0, 1: 91.0, 2: 92.5, 5: 50.0}
+    base = {0: 89.0, 1: 90.5, 2: 90.0, 3: 10.0}
+    diff = st.paired_difference(values, base)
+    # Common seeds 0-2; differences 1.0, 0.5, 2.5: mean 4/3, sample
+    # variance ((1/3)^2 + (5/6)^2 + (7/6)^2) / 2 = 13/12, t(0.975, 2) 4.303.
+    assert diff['seeds'] == [0, 1, 2]
+    assert diff['above'] == 3
+    assert diff['mean'] == pytest.approx(4 / 3)
+    assert diff['std'] == pytest.approx(math.sqrt(13 / 12))
+    assert diff['half_width'] == pytest.approx(
+        4.303 * math.sqrt(13 / 12) / math.sqrt(3))
+    assert st.fmt_difference(diff) == '+1.33 [-1.25, +3.92] (3/3 above)'
+
+
+def test_single_seed_and_no_common_seed():
+    one = st.paired_difference({0: 2.0}, {0: 1.5, 1: 3.0})
+    assert one['mean'] == 0.5 and one['half_width'] is None
+    assert st.fmt_difference(one) == '+0.50 (1/1 above)'
+    assert st.paired_difference({0: 1.0}, {1: 1.0}) is None
+    assert st.fmt_mean_std([1.0, 2.0, 3.0]) == '2.00 ± 1.00'
+    assert st.fmt_mean_std([1.0]) == '1.00'
+
+
+def test_t_quantile_table():
+    assert st.t_quantile(1) == 12.706
+    assert st.t_quantile(2) == 4.303
+    assert st.t_quantile(22) == st.T975[20]  # conservative: df rounded down
+    assert st.t_quantile(500) == 1.96
+    with pytest.raises(ValueError, match='df'):
+        st.t_quantile(0)
+
+
+def test_study_file_errors(tmp_path):
+    path = tmp_path / 's.json'
+    path.write_text(json.dumps(dict(name='x', variants=[
+        dict(name='a', config='c.py', option=['typo'])])))
+    with pytest.raises(ValueError, match='"options"'):
+        st.load_study(str(path))
+    path.write_text(json.dumps(dict(name='x', baseline='b', variants=[
+        dict(name='a', config='c.py')])))
+    with pytest.raises(ValueError, match="no variant 'b'"):
+        st.load_study(str(path))
+    with pytest.raises(FileNotFoundError, match='known name'):
+        st.load_study(str(tmp_path / 'missing.json'))
+
+
+@pytest.mark.parametrize('name', ['fashion-mnist', 'fashion-mnist-ablation',
+                                  'demo'])
+def test_named_studies_load(name):
+    study = st.load_study(name)
+    assert study.variants
+    for variant in study.variants:
+        assert osp.isfile(osp.join(REPO, variant.config)), variant.config
+
+
+def test_stale_record_is_not_used(tmp_path):
+    variant = st.Variant('v', 'configs/gapfc_demo.py', ['a=1'])
+    path = tmp_path / 'seed0.json'
+    record = dict(config=variant.config, options=['a=1'],
+                  metrics={'top1/default': 50.0})
+    path.write_text(json.dumps(record))
+    assert st.load_record(str(path), variant) == record
+    assert st.load_record(str(path), variant, extra=['b=2']) is None
+    changed = st.Variant('v', 'configs/gapfc_demo.py', ['a=2'])
+    assert st.load_record(str(path), changed) is None
+    two_heads = st.Variant('v', 'configs/gapfc_demo.py', ['a=1'],
+                           heads=('saol', 'gapfc'))
+    assert st.load_record(str(path), two_heads) is None
+
+
+def test_prepare_fashion_mnist(tmp_path):
+    import gzip
+    source = tmp_path / 'src'
+    source.mkdir()
+    for name in st.FASHION_MNIST_FILES:
+        with gzip.open(source / f'{name}.gz', 'wb') as f:
+            f.write(name.encode())
+    dest = tmp_path / 'data'
+    st.prepare_fashion_mnist(str(dest), sources=[str(source)])
+    for name in st.FASHION_MNIST_FILES:
+        assert (dest / name).read_bytes() == name.encode()
+    with pytest.raises(FileNotFoundError, match='dataset-fashion-mnist'):
+        st.prepare_fashion_mnist(str(tmp_path / 'other'),
+                                 sources=[str(tmp_path / 'none')])
+
+
+TINY = ['train_dataloader.dataset.indices=64',
+        'train_dataloader.batch_size=32',
+        'val_dataloader.dataset.indices=64',
+        'test_dataloader.dataset.indices=64', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1']
+
+
+def test_tiny_study_resumes(tmp_path):
+    """Run twice: the second run trains nothing (the work dirs are even
+    gone, as between sessions) and prints the same table."""
+    study = tmp_path / 'tiny.json'
+    study.write_text(json.dumps(dict(
+        name='tiny', seeds=[0], baseline='GAP-FC',
+        variants=[dict(name='GAP-FC', config='configs/gapfc_demo.py',
+                       options=TINY)])))
+    work, results = tmp_path / 'work', tmp_path / 'results'
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'study.py'), str(study),
+           '--work-dir', str(work), '--results-dir', str(results)]
+
+    def run():
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    first = run()
+    assert '[1 done, 0 left] GAP-FC seed 0' in first
+    record = json.loads(
+        (results / 'tiny' / 'GAP_FC' / 'seed0.json').read_text())
+    assert record['options'] == TINY and record['seed'] == 0
+    assert (work / 'tiny' / 'GAP_FC' / 'seed0' /
+            'study_record.json').is_file()
+    table = first[first.index('| variant'):]
+    assert re.search(r'\| GAP-FC \|  \| \d+\.\d\d \| 0: \d+\.\d\d \| — \|',
+                     table)
+    shutil.rmtree(work)
+    second = run()
+    assert 'done' not in second and not work.exists()
+    assert second == table
+    data = st.read_results(str(results / 'tiny' / 'results.json'))
+    assert st.markdown_tables(data) == table
+    assert data['results']['GAP-FC']['top1/default'] == {
+        0: record['metrics']['top1/default']}
