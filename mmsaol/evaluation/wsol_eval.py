@@ -1,17 +1,16 @@
-"""Models that attach maps at inference, and WSOL evaluation of a split."""
+"""Models that attach maps at inference, and the config of a WSOL
+evaluation (``Runner.test`` with :class:`WSOLMetric`)."""
 from __future__ import annotations
 
 import copy
-from typing import Dict, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
-from mmengine.utils import ProgressBar
 from mmpretrain.apis import get_model
-from mmpretrain.registry import DATASETS, METRICS
+from mmpretrain.registry import DATASETS
 from torch.utils.data import DataLoader
 
 from ..models.heads.cam_head import CAMHead
@@ -22,6 +21,8 @@ GAPFC_HEADS = ('LinearClsHead', CAMHead.__name__)
 GAPFC_NECKS = ('GlobalAveragePooling', )
 MAP_SOURCES = ('class', 'attention', 'cam')
 SPLITS = ('train', 'val', 'test')
+#: Splits ``wsol_config`` evaluates (their pipelines only resize).
+WSOL_SPLITS = ('test', 'val')
 
 
 def load_config(config: Union[str, Config],
@@ -127,38 +128,39 @@ def iter_batches(dataset, batch_size: int,
                           num_workers=num_workers, collate_fn=pseudo_collate)
 
 
-def evaluate_wsol(config: Union[str, Config],
-                  checkpoint: Optional[str],
-                  map: str = 'class',
-                  split: str = 'test',
-                  num: Optional[int] = None,
-                  batch_size: Optional[int] = None,
-                  device: str = 'cpu',
-                  cfg_options: Optional[dict] = None,
-                  progress: bool = True,
-                  **metric_kwargs) -> Dict[str, float]:
-    """Classification and WSOL accuracy of a checkpoint on a data split.
+def wsol_config(cfg: Config,
+                map: str = 'class',
+                split: str = 'test',
+                num: Optional[int] = None,
+                batch_size: Optional[int] = None,
+                **metric_kwargs) -> Config:
+    """A copy of ``cfg`` whose ``Runner.test()`` gives classification and
+    WSOL accuracy (what ``tools/eval_wsol.py`` runs).
+
+    The model attaches one map per class (:func:`maps_config` with
+    ``topk='all'``, so the true class always has one), ``test_evaluator``
+    becomes top-1 ``Accuracy`` and :class:`WSOLMetric`, and
+    ``test_dataloader`` reads the chosen split.
 
     Args:
-        config (str | Config): Model and data config.
-        checkpoint (str, optional): Weights; None keeps the initialisation.
+        cfg (Config): Model and data config.
         map (str): ``'class'`` or ``'attention'`` (SAOL models), or
             ``'cam'`` (GAP-FC models, scored by their class activation maps).
         split (str): Data loader of the config to read: ``'test'``
-            (default), ``'val'`` or ``'train'``.
+            (default) or ``'val'``.
         num (int, optional): Evaluate the first ``num`` images only.
         batch_size (int, optional): Defaults to the data loader's.
-        device (str): Defaults to ``'cpu'``.
-        cfg_options (dict, optional): Overrides merged into the config.
-        progress (bool): Show a progress bar. Defaults to True.
-        **metric_kwargs: Other arguments of :class:`WSOLMetric`.
+        **metric_kwargs: Other arguments of :class:`WSOLMetric`
+            (``threshold``, ``iou_thr``...).
 
     Returns:
-        dict[str, float]: ``accuracy/top1`` and the ``wsol/...`` metrics.
+        Config: the modified copy.
     """
     if map not in MAP_SOURCES:
         raise ValueError(f'map must be one of {MAP_SOURCES}, got {map!r}.')
-    cfg = load_config(config, cfg_options)
+    if split not in WSOL_SPLITS:
+        raise ValueError(f'split must be one of {WSOL_SPLITS}, got '
+                         f'{split!r}.')
     head_type = _head_type(cfg)
     wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
     if head_type not in wanted:
@@ -166,21 +168,25 @@ def evaluate_wsol(config: Union[str, Config],
             f'map={map!r} needs model.head.type in {wanted}, but the config '
             f"has {head_type!r}: use map='cam' for GAP-FC models and "
             "'class' or 'attention' for SAOL models.")
-    model = build_maps_model(cfg, checkpoint, topk='all', device=device)
-    dataset = build_split(cfg, split, num)
-    evaluator = Evaluator([
-        METRICS.build(dict(type='Accuracy', topk=(1, ))),
-        METRICS.build(dict(type='WSOLMetric',
-                           map='attention' if map == 'attention' else 'class',
-                           **metric_kwargs)),
-    ])
-    evaluator.dataset_meta = dataset.metainfo
-    loader = cfg[f'{split}_dataloader']
-    bar = ProgressBar(len(dataset)) if progress else None
-    with torch.no_grad():
-        for batch in iter_batches(dataset, batch_size or loader.batch_size,
-                                  loader.get('num_workers', 0)):
-            evaluator.process(model.test_step(batch), batch)
-            if bar is not None:
-                bar.update(len(batch['data_samples']))
-    return evaluator.evaluate(len(dataset))
+    cfg = maps_config(cfg, topk='all')
+    loader = cfg.get(f'{split}_dataloader')
+    if not loader:
+        raise ValueError(f'The config has no {split}_dataloader to '
+                         'evaluate.')
+    loader = copy.deepcopy(loader)
+    if num is not None:
+        if num < 1:
+            raise ValueError(f'num must be a positive count, got {num}.')
+        loader.dataset.indices = int(num)
+    if batch_size is not None:
+        loader.batch_size = int(batch_size)
+    cfg.test_dataloader = loader
+    cfg.test_evaluator = [
+        dict(type='Accuracy', topk=(1, )),
+        dict(type='WSOLMetric',
+             map='attention' if map == 'attention' else 'class',
+             **metric_kwargs),
+    ]
+    if cfg.get('test_cfg') is None:
+        cfg.test_cfg = dict()
+    return cfg

@@ -1,19 +1,12 @@
-"""WSOLMetric on hand-made predictions with known answers, and end to end
-on the demo data set."""
-import os.path as osp
-
+"""WSOLMetric on hand-made predictions with known answers (end to end on
+the demo data set: tests/tools/test_eval_wsol.py)."""
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.evaluator import Evaluator
-from mmpretrain.registry import DATASETS, METRICS
+from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
 
-from mmsaol.evaluation import evaluate_wsol
-
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs')
 GT = [10, 10, 20, 20]          # in the 40x40 network input frame
 ORI = (80, 120)                # the loaded image: boxes scaled x3, y2
 
@@ -134,44 +127,3 @@ def test_clear_errors():
         with pytest.raises(ValueError, match='WSOLMetric'):
             METRICS.build(dict(type='WSOLMetric', **bad))
 
-
-def test_uniform_attention_end_to_end():
-    """A fresh SAOL model has uniform attention (zero-initialised), so its
-    box is the whole 40x40 canvas at every threshold and its IoU with each
-    digit's box is that box's area / 1600 (0.12 to 0.29 here): a known
-    answer for the whole chain (config, model, maps, metric)."""
-    cfg = Config.fromfile(osp.join(CONFIGS, 'saol_demo.py'))
-    ious = (0.15, 0.2, 0.25)
-    metrics = evaluate_wsol(cfg, None, map='attention', split='val', num=24,
-                            progress=False, iou_thr=0.2, iou_thrs=ious)
-    digits = DATASETS.build(dict(type='DigitsCanvas', split='val',
-                                 indices=24))
-    boxes = np.stack([digits.get_data_info(i)['gt_bbox']
-                      for i in range(24)])
-    iou = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / 1600
-    expected = {t: 100 * np.mean(iou >= t) for t in ious}
-    assert 0 < expected[0.25] < expected[0.15] < 100
-    for t in ious:
-        assert metrics[f'wsol/max_box_acc_iou{round(t * 100)}'] == \
-            pytest.approx(expected[t])
-    assert metrics['wsol/gt_known_loc'] == pytest.approx(expected[0.2])
-    assert metrics['wsol/max_box_acc'] == pytest.approx(expected[0.2])
-    # uniform attention: the maximum is the first pixel, (0, 0)
-    assert metrics['wsol/peak_in_box'] == pytest.approx(100 * np.mean(
-        (boxes[:, 0] <= 0.5) & (boxes[:, 1] <= 0.5)))
-    assert 0 <= metrics['accuracy/top1'] <= 100
-
-
-@pytest.mark.parametrize('config,source', [('saol_demo.py', 'class'),
-                                           ('gapfc_demo.py', 'cam')])
-def test_class_maps_and_cam_end_to_end(config, source):
-    metrics = evaluate_wsol(osp.join(CONFIGS, config), None, map=source,
-                            split='val', num=12, progress=False)
-    # Threshold 0.2 is on the sweep, so MaxBoxAcc bounds GT-known loc, which
-    # bounds top-1 loc.
-    assert metrics['wsol/max_box_acc'] >= metrics['wsol/gt_known_loc'] >= \
-        metrics['wsol/top1_loc']
-    assert all(0 <= v <= 100 for v in metrics.values())
-    wrong = 'cam' if source == 'class' else 'attention'
-    with pytest.raises(ValueError, match='map='):
-        evaluate_wsol(osp.join(CONFIGS, config), None, map=wrong)

@@ -1,0 +1,111 @@
+"""``tools/eval_wsol.py`` (``mmsaol wsol``): weakly-supervised localisation
+accuracy of a checkpoint.
+
+A config rewrite around mmengine's ``Runner.test``
+(:func:`mmsaol.evaluation.wsol_config`): the model attaches one map per
+class, the test evaluator is top-1 ``Accuracy`` plus ``WSOLMetric``, and the
+test loader reads the chosen split. The Runner brings what any
+``tools/test.py`` run has: ``--launcher`` (several processes; the metric
+gathers the per-image results), the log and config in ``--work-dir``, and
+the config's visualizer backends (``--draw`` sends map pictures there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+
+from mmsaol.apis.cli import (
+    _build_runner,
+    resolve_config,
+    user_errors_as_messages,
+)
+from mmsaol.compat.runtime import adapt_to_host
+from mmsaol.evaluation import wsol_config
+from mmsaol.evaluation.wsol_eval import MAP_SOURCES, WSOL_SPLITS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/eval_wsol.py``."""
+    parser = argparse.ArgumentParser(
+        description='WSOL accuracy of a checkpoint: top-1, GT-known and '
+        'top-1 localisation at --thr, MaxBoxAcc (IoU 0.5), MaxBoxAccV2 '
+        '(IoU 0.3/0.5/0.7) and the pointing game, by mmengine\'s '
+        'Runner.test with WSOLMetric.')
+    parser.add_argument('config', help='model config')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--map', choices=MAP_SOURCES, default='class',
+        help="which map is scored: 'class' (SAOL's A*Y_c, default) or "
+        "'attention' (SAOL's A) for SAOL models, 'cam' (class activation "
+        'maps, same checkpoint) for GAP-FC models')
+    parser.add_argument('--split', choices=WSOL_SPLITS, default='test',
+                        help="data loader of the config (default 'test')")
+    parser.add_argument('--num', type=int, default=None,
+                        help='evaluate the first NUM images only')
+    parser.add_argument('--thr', type=float, default=0.2,
+                        help='threshold of GT-known / top-1 localisation on '
+                        'the min-max normalised map (default 0.2)')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help="default: the data loader's")
+    parser.add_argument('--draw', type=int, default=0, metavar='N',
+                        help='also send the maps of the first N images to '
+                        "the config's visualizer backends (SAOLMapsHook)")
+    parser.add_argument('--out', default=None, help='write metrics as JSON')
+    parser.add_argument('--work-dir', default=None,
+                        help='folder for the log and the config (default '
+                        './work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings, key=value as in tools/test.py, applied '
+        'last: test_dataloader is the chosen split, test_evaluator.1 the '
+        "WSOLMetric (e.g. test_evaluator.1.iou_thr=0.7)")
+    parser.add_argument('--launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (as to tools/test.py).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def wsol_test_config(args: argparse.Namespace) -> Config:
+    """The config ``Runner.test`` runs for parsed arguments."""
+    cfg = wsol_config(Config.fromfile(resolve_config(args.config)),
+                      map=args.map, split=args.split, num=args.num,
+                      batch_size=args.batch_size, threshold=args.thr)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(
+            osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.draw:
+        hooks: List[dict] = list(cfg.get('custom_hooks') or [])
+        hooks.append(dict(type='SAOLMapsHook', num_images=args.draw))
+        cfg.custom_hooks = hooks
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+@user_errors_as_messages
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    """Evaluate; print the metrics and write them to ``--out``."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = adapt_to_host(wsol_test_config(args), amp=False)
+    metrics = _build_runner(cfg).test()
+    if is_main_process():
+        print()
+        for key, value in metrics.items():
+            print(f'{key}: {value:.2f}')
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(metrics, f, indent=2)
+    return metrics
