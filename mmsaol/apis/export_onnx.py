@@ -1,0 +1,79 @@
+"""``mmsaol export-onnx`` / ``tools/export_onnx.py``: a SAOL (or GAP-FC)
+model with its maps to ONNX (see :func:`mmsaol.deploy.export_onnx`).
+
+    mmsaol export-onnx CONFIG CHECKPOINT OUT.onnx [--head saol|gapfc]
+        [--topk K] [--no-normalize] [--input-size H W] [--opset N]
+        [--cfg-options k=v ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.config import DictAction
+
+from ..deploy.export import ExportedModel, MissingDeployDependency, export_onnx
+from .cli import resolve_config, user_errors_as_messages
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='mmsaol export-onnx',
+        description='Export a SAOL model with its attention and class maps '
+        "(or a GAP-FC model with CAMs) to ONNX, with a dynamic batch "
+        'dimension; checked with onnx.checker.')
+    parser.add_argument('config', help='model config')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('out', help='the .onnx file to write')
+    parser.add_argument(
+        '--head', choices=('saol', 'gapfc'), default=None,
+        help="'saol': probs, attention, class_maps, class_map_labels (the "
+        "default for SAOL models); 'gapfc': probs alone, of a SAOL head's "
+        'self-distilled GAP-FC branch or of a GAP-FC model (default for '
+        'GAP-FC models: probs and class activation maps)')
+    parser.add_argument('--topk', type=int, default=2,
+                        help='class maps per image (default 2)')
+    parser.add_argument('--no-normalize', action='store_true',
+                        help="leave the data preprocessor's channel flip "
+                        'and mean/std out of the graph (stored as metadata '
+                        'for the caller to apply)')
+    parser.add_argument('--input-size', type=int, nargs='+', default=None,
+                        metavar='S', help='input height width (or one side); '
+                        "default: the size the config's test pipeline gives")
+    parser.add_argument('--opset', type=int, default=None,
+                        help="ONNX opset (default: the exporter's)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    args = parser.parse_args(argv)
+    if args.input_size is not None:
+        if len(args.input_size) not in (1, 2):
+            parser.error('--input-size takes one or two numbers')
+        args.input_size = (args.input_size[0], args.input_size[-1])
+    return args
+
+
+@user_errors_as_messages
+def main(argv: Optional[List[str]] = None) -> ExportedModel:
+    """Export, print what was written, return it."""
+    args = parse_args(argv)
+    try:
+        exported = export_onnx(
+            resolve_config(args.config), args.checkpoint, args.out,
+            head=args.head, topk=args.topk, normalize=not args.no_normalize,
+            input_size=args.input_size, opset=args.opset,
+            cfg_options=args.cfg_options)
+    except MissingDeployDependency as error:
+        raise SystemExit(f'mmsaol export-onnx: error: {error}') from None
+    height, width = exported.input_size
+    print(f'wrote {exported.path} ({osp.getsize(exported.path) / 2**20:.1f} '
+          f'MiB, opset {exported.opset}): input `inputs` (N, 3, {height}, '
+          f'{width}), N dynamic; outputs '
+          + ', '.join(f'`{n}`' for n in exported.output_names)
+          + '; checked with onnx.checker', file=sys.stderr)
+    return exported
+
+
+if __name__ == '__main__':
+    main()
