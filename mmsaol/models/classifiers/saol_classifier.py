@@ -143,25 +143,34 @@ class SAOLClassifier(ImageClassifier):
     def _check_self_supervision(self) -> None:
         head = self.head
         if getattr(head, 'self_supervision', None) is None:
+            if getattr(head, 'label_mix', 'area') == 'attention':
+                self._check_geometry("head.label_mix='attention'",
+                                     "head.label_mix='area'")
+                head.geometry_wired = True
             return
+        self._check_geometry('head.self_supervision',
+                             'head.self_supervision=None')
+        if head.needs_unmixed_forward:
+            for augment in geometry_augments(self.data_preprocessor):
+                augment.keep_unmixed = True
+        head.geometry_wired = True
+
+    def _check_geometry(self, what: str, off: str) -> None:
+        """``what`` needs GeometryCutMix's boxes carried to the head; ``off``
+        is the setting that switches it off."""
         if not isinstance(self.data_preprocessor, SAOLDataPreprocessor):
             raise ValueError(
-                'head.self_supervision needs the CutMix geometry, which only '
+                f'{what} needs the CutMix geometry, which only '
                 "SAOLDataPreprocessor carries: remove data_preprocessor.type "
                 "or set it to 'SAOLDataPreprocessor' (got "
                 f'{type(self.data_preprocessor).__name__}).')
-        augments = geometry_augments(self.data_preprocessor)
-        if not augments:
+        if not geometry_augments(self.data_preprocessor):
             raise ValueError(
-                'head.self_supervision is set but model.train_cfg.augments '
+                f'{what} is set but model.train_cfg.augments '
                 'has no GeometryCutMix, so no batch would ever carry a pasted '
                 "box: use train_cfg=dict(augments=dict(type='GeometryCutMix', "
                 'alpha=1.0)) (it may sit in a list next to Mixup), or set '
-                'head.self_supervision=None.')
-        if head.needs_unmixed_forward:
-            for augment in augments:
-                augment.keep_unmixed = True
-        head.geometry_wired = True
+                f'{off}.')
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:

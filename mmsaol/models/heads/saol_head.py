@@ -31,6 +31,8 @@ from .functional import (
 SELF_SUPERVISION_TARGETS = ('self', 'label')
 TEST_OUTPUTS = ('saol', 'gapfc')
 ATTENTION_INPUTS = ('reduced', 'last')
+FUSION_ORDERS = ('resize_then_reduce', 'reduce_then_resize')
+LABEL_MIXES = ('area', 'attention')
 
 
 class SAOLOutputs(NamedTuple):
@@ -108,6 +110,23 @@ class SAOLHead(ClsHead):
         zero_init_attention (bool): Zero-initialise the attention output conv
             so training starts from uniform attention (``y`` = mean of the
             spatial posteriors). Defaults to True.
+        fusion_order (str): ``'resize_then_reduce'`` (default) pools a stage
+            map that is larger than the last grid down to it before its 1x1
+            reduction (the conv then runs on the small grid; a smaller map
+            is reduced, then upsampled); ``'reduce_then_resize'`` reduces
+            every map at its own resolution, then resizes (the segmentation
+            decoders' order: BN + ReLU see every pixel, at more MACs).
+        label_mix (str): How SAOL's classification target mixes the two
+            labels of a CutMix image. ``'area'`` (default): by pasted area,
+            as CutMix does (the data's ``gt_score``). ``'attention'``: by
+            the attention mass inside the pasted box (cf. TransMix, CVPR
+            2022): the partner's share is ``sum_ij A_ij M_ij`` with ``M``
+            the cell coverage of the box and ``A`` the pasted self-annotated
+            attention target (self-supervision ``'self'``) or else the
+            mixed image's own attention (no gradient), so the target agrees
+            with what ``y = sum A Y`` computes. Needs
+            :class:`GeometryCutMix` and :class:`SAOLClassifier`; the GAP-FC
+            branch keeps the area labels.
         dropout (float): Dropout on the fused map before the logits conv.
             Defaults to 0.
         norm_cfg (dict): Norm layer of the conv blocks; ``dict(type='SyncBN')``
@@ -147,6 +166,8 @@ class SAOLHead(ClsHead):
                  attention_kernel_size: int = 3,
                  attention_input: str = 'reduced',
                  zero_init_attention: bool = True,
+                 fusion_order: str = 'resize_then_reduce',
+                 label_mix: str = 'area',
                  dropout: float = 0.0,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
@@ -176,6 +197,14 @@ class SAOLHead(ClsHead):
         if test_output not in TEST_OUTPUTS:
             raise ValueError(f'head.test_output must be one of '
                              f'{TEST_OUTPUTS}, got {test_output!r}.')
+        if fusion_order not in FUSION_ORDERS:
+            raise ValueError(f'head.fusion_order must be one of '
+                             f'{FUSION_ORDERS}, got {fusion_order!r}.')
+        if label_mix not in LABEL_MIXES:
+            raise ValueError(f'head.label_mix must be one of {LABEL_MIXES}, '
+                             f'got {label_mix!r}.')
+        self.fusion_order = fusion_order
+        self.label_mix = label_mix
         if test_output == 'gapfc' and distillation is None:
             raise ValueError(
                 "head.test_output='gapfc' needs the GAP-FC branch: set "
@@ -339,7 +368,8 @@ class SAOLHead(ClsHead):
         grid = feats[-1].shape[-2:]
         reduced = []
         for conv, feat in zip(self.reduce_convs, feats):
-            if feat.shape[-2] >= grid[0] and feat.shape[-1] >= grid[1]:
+            if self.fusion_order == 'resize_then_reduce' and \
+                    feat.shape[-2] >= grid[0] and feat.shape[-1] >= grid[1]:
                 # Pool first: the 1x1 conv then runs on the small grid.
                 reduced.append(conv(resize_to_grid(feat, grid)))
             else:
@@ -437,8 +467,12 @@ class SAOLHead(ClsHead):
         out = self.saol_outputs(feats)
         target = self._targets(data_samples)
         batch = out.log_probs.size(0)
+        saol_target = target
+        if self.label_mix == 'attention':
+            saol_target = self._attention_mixed_target(
+                out, data_samples, unmixed_outputs, target)
         losses = dict(loss_cls=self.loss_module(
-            out.log_probs, target, avg_factor=batch, **kwargs))
+            out.log_probs, saol_target, avg_factor=batch, **kwargs))
         if self.gapfc is not None:
             logits = self.gapfc_logits(out.last_feat)
             losses['loss_gapfc'] = self.gapfc_loss(
@@ -479,6 +513,38 @@ class SAOLHead(ClsHead):
         image_size = data_samples[0].metainfo[MIX_IMAGE_SIZE]
         return box_to_cell_coverage(boxes, image_size, grid), partner
 
+    @staticmethod
+    def _pasted_attention(clean: SAOLOutputs, partner: Tensor,
+                          coverage: Tensor) -> Tensor:
+        """The un-mixed attention maps cut and pasted like the images,
+        renormalised to sum to 1: mode S's attention target."""
+        target = paste_maps(clean.log_attention.exp(), partner, coverage)
+        return target / target.sum(dim=(1, 2), keepdim=True).clamp(
+            min=torch.finfo(target.dtype).tiny)
+
+    def _attention_mixed_target(self, out: SAOLOutputs,
+                                data_samples: List[DataSample],
+                                clean: Optional[SAOLOutputs],
+                                target: Tensor) -> Tensor:
+        """``label_mix='attention'``: the two labels of a CutMix image mixed
+        by the attention mass inside the pasted box; ``target`` unchanged
+        for a batch that GeometryCutMix did not mix."""
+        mix = self._mix_coverage(data_samples, out.log_attention.shape[-2:],
+                                 out.log_attention.device)
+        if mix is None:
+            return target
+        coverage, partner = mix
+        if clean is not None:
+            attention = self._pasted_attention(clean, partner, coverage)
+        else:
+            attention = out.log_attention.detach().exp()
+        share = (attention.float() * coverage).sum(dim=(1, 2)).clamp(0, 1)
+        labels = torch.cat([s.gt_label for s in data_samples]).to(
+            share.device)
+        onehot = F.one_hot(labels, self.num_classes).float()
+        return (1 - share)[:, None] * onehot + \
+            share[:, None] * onehot[partner]
+
     def _location_losses(self, out: SAOLOutputs,
                          data_samples: List[DataSample],
                          clean: Optional[SAOLOutputs]) -> dict:
@@ -513,11 +579,9 @@ class SAOLHead(ClsHead):
                 out.log_spatial,
                 paste_maps(clean.log_spatial.exp(), partner, coverage))
         if self.attention_loss is not None:
-            target = paste_maps(clean.log_attention.exp(), partner, coverage)
-            target = target / target.sum(dim=(1, 2), keepdim=True).clamp(
-                min=torch.finfo(target.dtype).tiny)
             losses['loss_attention'] = self.attention_loss(
-                out.log_attention, target)
+                out.log_attention,
+                self._pasted_attention(clean, partner, coverage))
         return losses
 
     # ---------------------------------------------------------------- predict
