@@ -1,6 +1,7 @@
 """The study tool: statistics against hand-computed values, study files,
 records, and a tiny real study run twice (the second run trains nothing
 and prints the same table)."""
+import glob
 import json
 import math
 import os.path as osp
@@ -146,3 +147,32 @@ def test_tiny_study_resumes(tmp_path):
     assert st.markdown_tables(data) == table
     assert data['results']['GAP-FC']['top1/default'] == {
         0: record['metrics']['top1/default']}
+
+
+def test_readme_tables_match_the_committed_results():
+    """Every study table in the README is what the committed results file
+    gives (regenerate with ``tools/study.py NAME --table --readme``)."""
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    found = 0
+    for path in sorted(glob.glob(osp.join(REPO, 'results', '*',
+                                          'results.json'))):
+        data = st.read_results(path)
+        block = st.readme_tables(readme, data['study'])
+        if block is None:
+            continue
+        found += 1
+        assert block == st.markdown_tables(data), data['study']
+    assert found >= 1 or not glob.glob(osp.join(REPO, 'results', '*'))
+
+
+def test_update_readme(tmp_path):
+    begin, end = st.readme_block('x')
+    path = tmp_path / 'README.md'
+    path.write_text(f'# t\n{begin}\nold\n{end}\ntail\n')
+    st.update_readme(str(path), 'x', '| new |\n')
+    text = path.read_text()
+    assert text == f'# t\n{begin}\n| new |\n{end}\ntail\n'
+    assert st.readme_tables(text, 'x') == '| new |\n'
+    with pytest.raises(ValueError, match="no block for study 'y'"):
+        st.update_readme(str(path), 'y', '')
