@@ -1,7 +1,9 @@
 """Training-engine extensions for mmengine 0.10.7 (see :mod:`.hooks`).
 
 Importing this package registers the hooks in mmpretrain's ``HOOKS``
-registry and the ``'atomic_local'`` file backend in mmengine's.
+registry and the ``'atomic_local'`` file backend in mmengine's, and makes
+every mmengine runner register :class:`SafeResumeHook`
+(:func:`install_safe_resume_hook`).
 """
 from .hooks import (
     AtomicCheckpointHook,
@@ -10,12 +12,18 @@ from .hooks import (
     CheckpointMismatchError,
     NonFiniteLossError,
     NonFiniteLossHook,
+    ResumeError,
+    SafeResumeHook,
     atomic_write,
     checkpoint_problem,
+    install_safe_resume_hook,
 )
+
+install_safe_resume_hook()
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook',
     'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'atomic_write', 'checkpoint_problem'
+    'ResumeError', 'SafeResumeHook', 'atomic_write', 'checkpoint_problem',
+    'install_safe_resume_hook'
 ]
