@@ -75,6 +75,9 @@ class Variant:
         maps (Sequence[str]): Maps scored by ``tools/eval_wsol.py``
             (``'attention'``, ``'class'``, ``'cam'``); empty for data
             without boxes.
+        study (str, optional): Share the runs of this variant in another
+            study (same name and definition there): e.g. an ablation's
+            reference row reuses the main study's records.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Variant:
     options: List[str] = field(default_factory=list)
     heads: Sequence[Optional[str]] = (None, )
     maps: Sequence[str] = ()
+    study: Optional[str] = None
 
 
 @dataclass
@@ -175,15 +179,17 @@ def load_study(spec: str) -> Study:
             f'; got keys {sorted(raw) if isinstance(raw, dict) else raw!r}.')
     variants = []
     for item in raw['variants']:
-        extra = set(item) - {'name', 'config', 'options', 'heads', 'maps'}
+        extra = set(item) - {'name', 'config', 'options', 'heads', 'maps',
+                             'study'}
         if extra or 'name' not in item or 'config' not in item:
             raise ValueError(
                 f'Study file {path}: every variant needs "name" and "config" '
-                'and may have "options", "heads", "maps"; got '
+                'and may have "options", "heads", "maps", "study"; got '
                 f'{sorted(item)}.')
         variants.append(Variant(
             item['name'], item['config'], list(item.get('options', [])),
-            tuple(item.get('heads', [None])), tuple(item.get('maps', []))))
+            tuple(item.get('heads', [None])), tuple(item.get('maps', [])),
+            item.get('study')))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f'Study file {path}: variant names must be unique, '
@@ -205,7 +211,8 @@ def slug(name: str) -> str:
 def record_path(results_dir: str, study: Study, variant: Variant,
                 seed: int) -> str:
     """Where the committed record of one run lives."""
-    return osp.join(results_dir, study.name, slug(variant.name),
+    return osp.join(results_dir, variant.study or study.name,
+                    slug(variant.name),
                     f'seed{seed}.json')
 
 
@@ -345,8 +352,8 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
                     return
                 variant, seed = todo[0]
                 busy.add((variant.name, seed))
-            work_dir = osp.join(work_root, current.name, slug(variant.name),
-                                f'seed{seed}')
+            work_dir = osp.join(work_root, variant.study or current.name,
+                                slug(variant.name), f'seed{seed}')
             began = time.time()
             try:
                 metrics = run_variant(variant, seed, work_dir, extra, env)
@@ -458,7 +465,8 @@ def collect(study: Study, results_dir: str, extra: Sequence[str] = ()
     results: dict = {}
     for variant in study.variants:
         rows: dict = {}
-        pattern = osp.join(results_dir, study.name, slug(variant.name),
+        pattern = osp.join(results_dir, variant.study or study.name,
+                           slug(variant.name),
                            'seed*.json')
         for path in sorted(glob.glob(pattern)):
             record = load_record(path, variant, extra)

@@ -176,3 +176,21 @@ def test_update_readme(tmp_path):
     assert st.readme_tables(text, 'x') == '| new |\n'
     with pytest.raises(ValueError, match="no block for study 'y'"):
         st.update_readme(str(path), 'y', '')
+
+
+def test_shared_variant_reads_the_other_study(tmp_path):
+    """A variant with ``study`` uses (and would write) that study's
+    records: the ablation's reference rows are the main study's runs."""
+    shared = st.Variant('v', 'c.py', study='main')
+    own = st.Variant('w', 'c.py')
+    study = st.Study('ablation', [shared, own], seeds=[0])
+    assert st.record_path('r', study, shared, 0) == osp.join(
+        'r', 'main', 'v', 'seed0.json')
+    assert st.record_path('r', study, own, 0) == osp.join(
+        'r', 'ablation', 'w', 'seed0.json')
+    path = tmp_path / 'main' / 'v' / 'seed0.json'
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(dict(seed=0, config='c.py', options=[],
+                                    metrics={'top1/default': 1.5})))
+    assert st.collect(study, str(tmp_path)) == {
+        'v': {'top1/default': {0: 1.5}}}
