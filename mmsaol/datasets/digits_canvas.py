@@ -1,6 +1,12 @@
 """The embedded demo data set: real handwritten digits placed on a canvas."""
 from __future__ import annotations
 
+import hashlib
+import os
+import os.path as osp
+import shutil
+import tempfile
+import uuid
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -9,6 +15,8 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 SPLITS = ('train', 'val', 'test')
+#: Transforms that read ``img_path``: they need the PNG cache (``data_root``).
+FILE_LOADERS = ('LoadImageFromFile', )
 
 
 def _draw_distractors(canvas: np.ndarray, rng: np.random.Generator,
@@ -71,6 +79,17 @@ class DigitsCanvas(BaseDataset):
     PCG64 generator, seeded); building the default splits takes about a
     second, with no download.
 
+    Every item carries its canvas as ``img`` (for pipelines without a
+    loading step) and, with ``data_root`` set, as the PNG file ``img_path``
+    (for ``LoadImageFromFile``, so a config reads files as for any image
+    data set, and mmpretrain's inferencer and tools take any image file
+    through the same test pipeline). The files are written once, into
+    ``data_root/<split>-<digest>/`` where the digest is that of the
+    rendered pixels: other arguments give other folders, and a folder that
+    exists holds exactly these canvases (it is written under a temporary
+    name and renamed when complete, so processes building the same split
+    at once do not see half a folder).
+
     Args:
         split (str): ``'train'``, ``'val'`` or ``'test'`` (``'test'`` is the
             validation split under another name, as mmpretrain's test
@@ -86,6 +105,8 @@ class DigitsCanvas(BaseDataset):
         val_fraction (float): Fraction of source digits held out for the
             validation split. Defaults to 0.3.
         seed (int): Seed of the rendering. Defaults to 0.
+        data_root (str): Folder of the PNG cache. Defaults to ``''``: no
+            files, the canvases are kept in memory only (no ``img_path``).
         **kwargs: Other arguments of mmpretrain's ``BaseDataset``
             (``pipeline``, ``test_mode``, ``indices``...).
     """
@@ -101,6 +122,7 @@ class DigitsCanvas(BaseDataset):
                  noise: float = 0.05,
                  val_fraction: float = 0.3,
                  seed: int = 0,
+                 data_root: str = '',
                  **kwargs) -> None:
         if split not in SPLITS:
             raise ValueError(f'DigitsCanvas.split must be one of {SPLITS}, '
@@ -132,8 +154,14 @@ class DigitsCanvas(BaseDataset):
                 f'DigitsCanvas(split={split!r}): indices={indices!r} selects '
                 'no image; give a positive count (the first N images) or a '
                 'non-empty list of indices, or remove indices.')
+        if not data_root and _reads_files(kwargs.get('pipeline') or []):
+            raise ValueError(
+                f'DigitsCanvas(split={split!r}) has a pipeline that reads '
+                'image files (LoadImageFromFile) but no data_root to cache '
+                "the canvases in: set data_root (e.g. 'data/digits_canvas') "
+                'or drop the loading transform.')
         kwargs.setdefault('test_mode', split != 'train')
-        super().__init__(ann_file='', **kwargs)
+        super().__init__(ann_file='', data_root=data_root, **kwargs)
 
     def source_indices(self) -> np.ndarray:
         """Indices into scikit-learn's digits used by this split."""
@@ -145,7 +173,8 @@ class DigitsCanvas(BaseDataset):
                        else order[total - n_val:])
 
     def load_data_list(self) -> List[dict]:
-        """Render the canvases of this split."""
+        """Render the canvases of this split (and cache them as PNG files
+        when ``data_root`` is set)."""
         from sklearn.datasets import load_digits
         digits = load_digits()
         split_offset = SPLITS.index(self.split) if self.split != 'test' else 1
@@ -162,4 +191,67 @@ class DigitsCanvas(BaseDataset):
                                       gt_label=int(digits.target[index]),
                                       gt_bbox=box,
                                       source_index=int(index)))
+        if self.data_root:
+            folder = self.cache_folder([d['img'] for d in data_list])
+            for i, info in enumerate(data_list):
+                info['img_path'] = osp.join(folder, _file_name(i))
         return data_list
+
+    def cache_folder(self, images: Sequence[np.ndarray]) -> str:
+        """The PNG folder of these canvases under ``data_root``, written if
+        it does not exist yet (or misses files)."""
+        digest = hashlib.sha1()
+        for image in images:
+            digest.update(np.ascontiguousarray(image[:, :, 0]).data)
+        family = 'train' if self.split == 'train' else 'val'
+        folder = osp.join(self.data_root,
+                          f'{family}-{digest.hexdigest()[:16]}')
+        if not _complete(folder, len(images)):
+            _write_folder(folder, images)
+        return folder
+
+
+def _reads_files(pipeline: Sequence) -> bool:
+    return any(getattr(t, 'get', lambda _: None)('type') in FILE_LOADERS
+               or type(t).__name__ in FILE_LOADERS for t in pipeline)
+
+
+def _file_name(index: int) -> str:
+    return f'{index:05d}.png'
+
+
+def _complete(folder: str, count: int) -> bool:
+    return osp.isdir(folder) and all(
+        osp.isfile(osp.join(folder, _file_name(i))) for i in range(count))
+
+
+def _write_folder(folder: str, images: Sequence[np.ndarray]) -> None:
+    """Write the canvases (one grey channel each: the three channels are
+    equal) under a temporary name, then rename the folder into place."""
+    parent = osp.dirname(osp.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=osp.basename(folder) + '.tmp-',
+                               dir=parent)
+    stale = None
+    try:
+        for i, image in enumerate(images):
+            if not cv2.imwrite(osp.join(staging, _file_name(i)),
+                               image[:, :, 0]):
+                raise OSError(f'Could not write the DigitsCanvas cache in '
+                              f'{parent}: check that it is writable.')
+        if osp.isdir(folder):  # incomplete: replace it
+            stale = f'{folder}.stale-{uuid.uuid4().hex}'
+            try:
+                os.rename(folder, stale)
+            except OSError:
+                stale = None
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not _complete(folder, len(images)):
+                raise
+            # another process put the same canvases there first
+    finally:
+        for leftover in (staging, stale):
+            if leftover and osp.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)

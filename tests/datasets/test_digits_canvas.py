@@ -1,6 +1,15 @@
-"""The embedded demo data set."""
+"""The embedded demo data set, its PNG cache and the demo pipelines."""
+import os
+import os.path as osp
+
+import cv2
 import numpy as np
 import pytest
+import torch
+from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmpretrain.apis import ImageClassificationInferencer, get_model
+from mmpretrain.registry import DATASETS, TRANSFORMS
 
 from mmsaol.datasets import DigitsCanvas
 
@@ -67,3 +76,89 @@ def test_pipeline_packs_box_as_metainfo():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DigitsCanvas(**kwargs)
+
+
+def test_png_cache_holds_the_same_pixels_and_is_written_once(tmp_path):
+    root = str(tmp_path / 'cache')
+    val = DigitsCanvas(split='val', copies=1, data_root=root)
+    paths = [val.get_data_info(i)['img_path'] for i in range(len(val))]
+    folder = osp.dirname(paths[0])
+    assert osp.dirname(folder) == root and len(os.listdir(folder)) == len(val)
+    for i in (0, 7, len(val) - 1):
+        info = val.get_data_info(i)
+        image = cv2.imread(info['img_path'], cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(image, info['img'])
+    # Built again: the same folder, not written again; 'test' is 'val'.
+    stamp = os.stat(paths[3]).st_mtime_ns
+    test = DigitsCanvas(split='test', copies=1, data_root=root)
+    assert test.get_data_info(3)['img_path'] == paths[3]
+    assert os.stat(paths[3]).st_mtime_ns == stamp
+    # Other canvases, another folder; a folder missing a file is rewritten.
+    other = DigitsCanvas(split='val', copies=1, seed=1, data_root=root)
+    assert osp.dirname(other.get_data_info(0)['img_path']) != folder
+    os.remove(paths[5])
+    DigitsCanvas(split='val', copies=1, data_root=root)
+    assert osp.isfile(paths[5])
+    assert sorted(os.listdir(root)) == sorted(  # no temporary folders left
+        {osp.basename(folder),
+         osp.basename(osp.dirname(other.get_data_info(0)['img_path']))})
+    # Without data_root: in memory only.
+    assert 'img_path' not in DigitsCanvas(split='val',
+                                          copies=1).get_data_info(0)
+
+
+def test_file_pipeline_without_data_root_is_explained():
+    with pytest.raises(ValueError, match='data_root'):
+        DigitsCanvas(split='val', pipeline=[dict(type='LoadImageFromFile'),
+                                            dict(type='PackInputs')])
+
+
+DEMO = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
+    __file__)))), 'configs', 'saol_demo.py')
+
+
+def demo_config(tmp_path):
+    cfg = Config.fromfile(DEMO)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = str(tmp_path / 'data')
+    return cfg
+
+
+def test_demo_pipelines_read_the_cached_files(tmp_path):
+    """The demo configs read image files: the same tensors as the
+    rendered canvases."""
+    cfg = demo_config(tmp_path)
+    for loader in ('train_dataloader', 'test_dataloader'):
+        dataset_cfg = cfg[loader].dataset
+        dataset_cfg.indices = 3
+        dataset = DATASETS.build(dataset_cfg)
+        assert dataset.pipeline.transforms[0].__class__.__name__ == \
+            'LoadImageFromFile'
+        for i in range(3):
+            item, info = dataset[i], dataset.get_data_info(i)
+            expected = torch.from_numpy(info['img']).permute(2, 0, 1)
+            torch.testing.assert_close(item['inputs'], expected, rtol=0,
+                                       atol=0)
+            assert item['data_samples'].img_path == info['img_path']
+
+
+def test_any_image_file_goes_through_the_demo_test_pipeline(tmp_path):
+    """An image file of another size is resized to the canvas: what
+    mmpretrain's vis_cam.py does with the config (no KeyError 'inputs'),
+    and the inferencer predicts on a 2x enlarged canvas exactly as on the
+    canvas (a 2x nearest enlargement halves back to the same pixels)."""
+    cfg = demo_config(tmp_path)
+    canvas = DigitsCanvas(split='val', copies=1).get_data_info(4)['img']
+    small, large = str(tmp_path / 'small.png'), str(tmp_path / 'large.png')
+    cv2.imwrite(small, canvas)
+    cv2.imwrite(large, cv2.resize(canvas, (80, 80),
+                                  interpolation=cv2.INTER_NEAREST))
+    # vis_cam.py: Compose(test pipeline)({'img_path': IMG})['inputs']
+    transforms = Compose([TRANSFORMS.build(t)
+                          for t in cfg.test_dataloader.dataset.pipeline])
+    assert tuple(transforms({'img_path': large})['inputs'].shape) == \
+        (3, 40, 40)
+    model = get_model(cfg)
+    inferencer = ImageClassificationInferencer(model)
+    scores = [inferencer(path)[0]['pred_scores'] for path in (small, large)]
+    np.testing.assert_array_equal(scores[0], scores[1])
