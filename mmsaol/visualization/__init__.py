@@ -1,8 +1,9 @@
-"""Pictures of SAOL's maps: drawing functions, the ``SAOLMapsHook``
-(registered in mmpretrain's HOOKS) and the writer behind
-``tools/visualize_maps.py``."""
-from .export import list_images, visualize_maps, write_map_pictures
+"""Pictures of SAOL's maps: drawing functions and the ``SAOLMapsHook``
+(registered in mmpretrain's HOOKS). The tool behind
+``tools/visualize_maps.py`` is :mod:`mmsaol.apis.visualize_maps`."""
 from .maps import (
+    SCALES,
+    Panel,
     contact_sheet,
     display_image,
     render_maps,
@@ -12,7 +13,6 @@ from .maps import (
 from .maps_hook import SAOLMapsHook
 
 __all__ = [
-    'SAOLMapsHook', 'contact_sheet', 'display_image', 'list_images',
-    'render_maps', 'sample_panels', 'save_png', 'visualize_maps',
-    'write_map_pictures'
+    'SCALES', 'Panel', 'SAOLMapsHook', 'contact_sheet', 'display_image',
+    'render_maps', 'sample_panels', 'save_png'
 ]

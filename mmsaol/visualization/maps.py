@@ -3,15 +3,30 @@
 Drawn with matplotlib's object API on an Agg canvas (no pyplot state, no
 display needed), returned as RGB arrays so the same picture can go to a PNG
 file or to an mmengine visualizer backend.
+
+Colour scales (``scale``), each shown by a colour bar in the picture:
+
+- ``'shared'`` (default): the class maps of a picture share one scale, so a
+  class at probability 0.02 looks as cold as it is next to one at 0.89.
+  SAOL's class maps ``A * Y_c`` are probability per map cell (each sums to
+  the class's probability): scale 0 to the largest value drawn. CAMs are
+  logits: one scale from the smallest to the largest value drawn. SAOL's
+  attention map ``A`` (sums to 1, no class) keeps a scale of its own, 0 to
+  its maximum, with its own colour bar that says so.
+- ``'per-map'``: every map min-max normalised on its own, 0 to 1 (the map
+  the WSOL protocol thresholds; it shows where each map is highest, not how
+  high).
 """
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mmpretrain.structures import DataSample
@@ -27,6 +42,32 @@ from ..evaluation.wsol import (
 
 GT_COLOR = 'lime'
 PRED_COLOR = 'white'
+CMAP = 'jet'
+SCALES = ('shared', 'per-map')
+#: Width of a colour bar with its tick labels, as a fraction of a panel.
+COLORBAR_WIDTH = 0.4
+#: Map kinds of :class:`Panel` and the label of their shared colour bar.
+SCALE_LABELS = {
+    'attention': 'attention A per cell (own scale)',
+    'probability': 'class probability per cell',
+    'cam': 'CAM logit',
+}
+PER_MAP_LABEL = 'min-max per map'
+
+
+class Panel(NamedTuple):
+    """One map of a picture.
+
+    Attributes:
+        title (str): ``'attention'``, or the class name and probability.
+        heatmap (Tensor): ``(h, w)`` map at feature resolution.
+        kind (str): ``'attention'`` (SAOL's ``A``), ``'probability'``
+            (SAOL's class map ``A * Y_c``) or ``'cam'`` (a CAM, logits).
+    """
+
+    title: str
+    heatmap: Tensor
+    kind: str
 
 
 def display_image(image: Union[Tensor, np.ndarray],
@@ -64,8 +105,8 @@ def _class_name(label: int, classes: Optional[Sequence[str]]) -> str:
 
 
 def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
-                  topk: Optional[int] = None) -> List[Tuple[str, Tensor]]:
-    """The maps of a predicted sample, each with a title.
+                  topk: Optional[int] = None) -> List[Panel]:
+    """The maps of a predicted sample, each with a title and its kind.
 
     Args:
         sample (DataSample): A prediction with ``attention_map`` (SAOL)
@@ -74,12 +115,14 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
         topk (int, optional): Class maps to show. Defaults to all attached.
 
     Returns:
-        list[tuple[str, Tensor]]: ``(title, (h, w) map)`` pairs: the
-        attention map, then the class maps titled ``name score``.
+        list[Panel]: the attention map, then the class maps titled
+        ``name score``; class maps of a sample with an attention map are
+        SAOL's (``'probability'``), otherwise CAMs (``'cam'``).
     """
     panels = []
-    if 'attention_map' in sample:
-        panels.append(('attention', sample.attention_map))
+    saol = 'attention_map' in sample
+    if saol:
+        panels.append(Panel('attention', sample.attention_map, 'attention'))
     if 'class_maps' in sample:
         labels = torch.as_tensor(sample.class_map_labels).tolist()
         scores = sample.get('pred_score')
@@ -87,7 +130,8 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
             title = _class_name(label, classes)
             if scores is not None:
                 title += f' {float(scores[label]):.2f}'
-            panels.append((title, heatmap))
+            panels.append(Panel(title, heatmap,
+                                'probability' if saol else 'cam'))
     if not panels:
         raise ValueError(
             'The sample has no maps: set model.head.with_maps=True (SAOLHead,'
@@ -113,21 +157,41 @@ def _gt_boxes(sample: DataSample, image_shape: Sequence[int]) -> np.ndarray:
                        sample.get('ori_shape', image_shape), image_shape)
 
 
+def _color_ranges(maps: Sequence[np.ndarray], kinds: Sequence[str],
+                  scale: str) -> List[Tuple[float, float, str, int]]:
+    """``(vmin, vmax, colour bar label, group)`` of every map: maps of one
+    group share a scale and a colour bar (see the module's docstring)."""
+    if scale == 'per-map':
+        return [(0.0, 1.0, PER_MAP_LABEL, 0)] * len(maps)
+    ranges = []
+    for kind in kinds:
+        group = [m for m, k in zip(maps, kinds) if k == kind]
+        low = min(float(m.min()) for m in group) if kind == 'cam' else 0.0
+        high = max(float(m.max()) for m in group)
+        if high <= low:   # constant maps: any range that contains them
+            high = low + max(abs(low), 1.0) * 1e-6
+        ranges.append((low, high, SCALE_LABELS[kind], kinds.index(kind)))
+    return ranges
+
+
 def render_maps(image: np.ndarray,
                 sample: DataSample,
                 classes: Optional[Sequence[str]] = None,
                 topk: Optional[int] = None,
                 title: Optional[str] = None,
                 box_thr: Optional[float] = None,
+                scale: str = 'shared',
                 panel_px: int = 200,
                 dpi: int = 100,
                 alpha: float = 0.5) -> np.ndarray:
-    """One row of panels: the image, then each map over the image.
+    """One row of panels: the image, then each map over the image, with a
+    colour bar for each colour scale.
 
-    Maps are upsampled (bilinear) to the drawn image and min-max normalised
-    per panel (the picture the WSOL protocol thresholds); the class maps'
-    titles give the class and its predicted probability. Ground-truth boxes
-    (``gt_bbox``) are drawn in green on every panel.
+    Maps are upsampled (bilinear) to the drawn image; ``scale`` sets their
+    colour scales (see the module's docstring: by default the class maps
+    share one, so their colours compare, and SAOL's attention has its own).
+    The class maps' titles give the class and its predicted probability.
+    Ground-truth boxes (``gt_bbox``) are drawn in green on every panel.
 
     Args:
         image (np.ndarray): ``(H, W, 3)`` uint8 RGB image the maps belong to
@@ -137,15 +201,20 @@ def render_maps(image: np.ndarray,
         topk (int, optional): Class maps to draw. Defaults to all attached.
         title (str, optional): Title of the image panel (e.g. file name).
         box_thr (float, optional): Also draw each map's estimated box at this
-            threshold (dashed). Defaults to None (no box).
+            threshold of the min-max normalised map, as the WSOL protocol
+            does (dashed). Defaults to None (no box).
+        scale (str): ``'shared'`` (default) or ``'per-map'``.
         panel_px (int): Side of a panel in pixels. Defaults to 200.
         dpi (int): Resolution of the figure. Defaults to 100.
         alpha (float): Opacity of the maps over the image. Defaults to 0.5.
 
     Returns:
-        np.ndarray: ``(round(1.25 * panel_px), n_panels * panel_px, 3)``
-        uint8 RGB picture.
+        np.ndarray: ``(round(1.25 * panel_px), n_panels * panel_px +
+        n_bars * round(0.4 * panel_px), 3)`` uint8 RGB picture, where
+        ``n_bars`` is the number of colour scales (1 or 2).
     """
+    if scale not in SCALES:
+        raise ValueError(f'scale must be one of {SCALES}, got {scale!r}.')
     panels = sample_panels(sample, classes, topk)
     height, width = image.shape[:2]
     gt_boxes = _gt_boxes(sample, (height, width))
@@ -153,24 +222,50 @@ def render_maps(image: np.ndarray,
     if 'gt_label' in sample:
         gt = int(torch.as_tensor(sample.gt_label).view(-1)[0])
         lines.append(f'GT: {_class_name(gt, classes)}')
+    upsampled = [image_map(p.heatmap, (height, width)) for p in panels]
+    shown = [normalize_map(m) for m in upsampled] if scale == 'per-map' \
+        else upsampled
+    ranges = _color_ranges(shown, [p.kind for p in panels], scale)
+    # A group's colour bar follows its last panel.
+    bar_after = {max(i for i, r in enumerate(ranges) if r[3] == group): group
+                 for group in {r[3] for r in ranges}}
 
-    n = len(panels) + 1
-    fig = Figure(figsize=(n * panel_px / dpi, 1.25 * panel_px / dpi), dpi=dpi)
+    bar_px = round(COLORBAR_WIDTH * panel_px)
+    fig_h = round(1.25 * panel_px)
+    fig_w = (len(panels) + 1) * panel_px + len(bar_after) * bar_px
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.8,
-                        wspace=0.04)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+
+    def panel_axes(left_px: int):
+        return fig.add_axes((
+            (left_px + 0.02 * panel_px) / fig_w, 0.02,
+            0.96 * panel_px / fig_w, 0.76))
+
+    left = 0
+    axes = [panel_axes(left)]
     axes[0].imshow(image, interpolation='nearest')
     axes[0].set_title('\n'.join(lines) or 'image', fontsize=8)
-    for ax, (name, heatmap) in zip(axes[1:], panels):
-        upsampled = image_map(heatmap, (height, width))
+    left += panel_px
+    for i, (panel, heatmap, (low, high, label, _)) in enumerate(
+            zip(panels, shown, ranges)):
+        ax = panel_axes(left)
+        axes.append(ax)
         ax.imshow(image, interpolation='nearest')
-        ax.imshow(normalize_map(upsampled), cmap='jet', alpha=alpha, vmin=0,
-                  vmax=1, interpolation='nearest')
-        ax.set_title(name, fontsize=8)
+        ax.imshow(heatmap, cmap=CMAP, alpha=alpha, vmin=low, vmax=high,
+                  interpolation='nearest')
+        ax.set_title(panel.title, fontsize=8)
         if box_thr is not None:
-            _draw_box(ax, boxes_from_map(upsampled, [box_thr])[0],
+            _draw_box(ax, boxes_from_map(upsampled[i], [box_thr])[0],
                       PRED_COLOR, '--')
+        left += panel_px
+        if i in bar_after:
+            bar = fig.add_axes(((left + 0.03 * panel_px) / fig_w, 0.06,
+                                0.06 * panel_px / fig_w, 0.68))
+            colorbar = fig.colorbar(
+                ScalarMappable(Normalize(low, high), CMAP), cax=bar)
+            colorbar.ax.tick_params(labelsize=6)
+            colorbar.set_label(label, fontsize=7)
+            left += bar_px
     for ax in axes:
         for box in gt_boxes:
             _draw_box(ax, box, GT_COLOR)

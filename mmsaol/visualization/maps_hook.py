@@ -10,7 +10,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 from mmpretrain.structures import DataSample
 
-from .maps import display_image, render_maps
+from .maps import SCALES, display_image, render_maps
 
 
 @HOOKS.register_module()
@@ -36,6 +36,10 @@ class SAOLMapsHook(Hook):
             class still draws two); None draws all attached.
         box_thr (float, optional): Also draw each map's estimated box at this
             threshold. Defaults to None.
+        scale (str): Colour scales of the maps, each with a colour bar:
+            ``'shared'`` (default: the class maps of a picture share one,
+            SAOL's attention keeps its own) or ``'per-map'`` (each map
+            min-max normalised). See :mod:`mmsaol.visualization.maps`.
         draw_test (bool): Also draw during ``runner.test()``. Defaults to
             True.
     """
@@ -44,10 +48,15 @@ class SAOLMapsHook(Hook):
                  num_images: int = 4,
                  topk: Optional[int] = 2,
                  box_thr: Optional[float] = None,
+                 scale: str = 'shared',
                  draw_test: bool = True) -> None:
         if not isinstance(num_images, int) or num_images < 1:
             raise ValueError('SAOLMapsHook.num_images must be a positive int, '
                              f'got {num_images!r}.')
+        if scale not in SCALES:
+            raise ValueError(f'SAOLMapsHook.scale must be one of {SCALES}, '
+                             f'got {scale!r}.')
+        self.scale = scale
         self.num_images = num_images
         self.topk = topk
         self.box_thr = box_thr
@@ -95,7 +104,7 @@ class SAOLMapsHook(Hook):
                 name = str(sample.get('sample_idx', self._drawn))
             picture = render_maps(display_image(image, bgr), sample, classes,
                                   topk=self.topk, title=name,
-                                  box_thr=self.box_thr)
+                                  box_thr=self.box_thr, scale=self.scale)
             runner.visualizer.add_image(f'saol_maps_{name}', picture,
                                         step=step)
             self._drawn += 1

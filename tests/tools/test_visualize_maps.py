@@ -58,21 +58,27 @@ def test_files_and_folder_with_contact_sheet(tmp_path, checkpoints):
         '--contact-sheet', 'sheet.png', '--sheet-columns', '2'])
     names = [osp.basename(p) for p in written]
     assert names == ['a.png', 'b.png', 'single.png', 'sheet.png']
-    # image + attention + 2 class maps, 200 px panels.
+    # image + attention + 2 class maps, 200 px panels; 80 px colour bars
+    # for the attention's scale and the class maps' shared scale.
+    width = 4 * 200 + 2 * 80
     for path in written[:3]:
-        assert png_size(path) == (800, 250)
-    assert png_size(written[3]) == (2 * 804 + 4, 2 * 254 + 4)
+        assert png_size(path) == (width, 250)
+    assert png_size(written[3]) == (2 * (width + 4) + 4, 2 * 254 + 4)
 
 
-def test_split_of_the_config_with_cam(tmp_path, checkpoints):
+@pytest.mark.parametrize('config,scale,width', [
+    ('gapfc_demo', 'shared', 2 * 200 + 80),    # image, one CAM, colour bar
+    ('saol_demo', 'per-map', 3 * 200 + 80)])   # + attention, one bar
+def test_split_of_the_config(tmp_path, checkpoints, config, scale, width):
     written = load_tool('visualize_maps').main([
-        'configs/gapfc_demo.py', checkpoints['gapfc_demo'], '--split', 'val',
-        '--num', '3', '--topk', '1', '--box-thr', '0.5', '--out-dir',
-        str(tmp_path)])
+        f'configs/{config}.py', checkpoints[config], '--split', 'val',
+        '--num', '3', '--topk', '1', '--box-thr', '0.5', '--scale', scale,
+        '--out-dir', str(tmp_path)])
+    # named after the data set's image files
     assert [osp.basename(p) for p in written] == [
-        'val_00000.png', 'val_00001.png', 'val_00002.png']
+        '00000.png', '00001.png', '00002.png']
     for path in written:
-        assert png_size(path) == (400, 250)   # image + one CAM
+        assert png_size(path) == (width, 250)
 
 
 def test_inputs_or_split_not_both(checkpoints):

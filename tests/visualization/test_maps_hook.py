@@ -48,18 +48,23 @@ def run_val(tmp_path, cfg, hook):
         str(tmp_path / '*' / 'vis_data' / 'vis_image' / '*.png')))
 
 
-@pytest.mark.parametrize('make_cfg,panels', [(saol_cfg, 4), (cam_cfg, 3)])
+# image + maps, 200 px each, and 80 px per colour bar: SAOL's attention has
+# its own scale unless every map is min-max scaled.
+@pytest.mark.parametrize('make_cfg,scale,width', [
+    (saol_cfg, 'shared', 4 * 200 + 2 * 80),
+    (saol_cfg, 'per-map', 4 * 200 + 80),
+    (cam_cfg, 'shared', 3 * 200 + 80)])
 def test_hook_draws_first_images_and_restores_switch(tmp_path, make_cfg,
-                                                     panels):
+                                                     scale, width):
     runner, files = run_val(tmp_path, make_cfg(),
                             dict(type='SAOLMapsHook', num_images=5, topk=2,
-                                 box_thr=0.5))
+                                 box_thr=0.5, scale=scale))
     # 5 of the 6 images, across two batches.
     assert len(files) == 5
     assert all(osp.basename(f).startswith('saol_maps_') for f in files)
     for path in files:
         with Image.open(path) as image:
-            assert image.size == (panels * 200, 250)   # image + maps
+            assert image.size == (width, 250)
     # Maps were switched on for the drawing, then back off.
     assert runner.model.head.with_maps is False
 
@@ -68,3 +73,9 @@ def test_hook_skips_heads_without_maps(tmp_path):
     _, files = run_val(tmp_path, gapfc_cfg(),
                        dict(type='SAOLMapsHook', num_images=2))
     assert files == []
+
+
+def test_hook_refuses_unknown_scale():
+    from mmsaol.visualization import SAOLMapsHook
+    with pytest.raises(ValueError, match='SAOLMapsHook.scale'):
+        SAOLMapsHook(scale='global')

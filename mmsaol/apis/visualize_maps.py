@@ -1,18 +1,33 @@
-"""Write map pictures of image files or of a data split (behind
-``tools/visualize_maps.py``)."""
+"""``tools/visualize_maps.py`` (``mmsaol maps``): pictures of SAOL's maps
+(or a GAP-FC model's CAMs) for image files, folders or a split of the
+config, with a contact sheet. The drawing itself is
+:func:`mmsaol.visualization.render_maps`.
+"""
 from __future__ import annotations
 
+import argparse
 import os
 import os.path as osp
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.utils import ProgressBar
 from mmpretrain.apis import ImageClassificationInferencer
 
-from ..evaluation.wsol_eval import build_maps_model, build_split, iter_batches
-from .maps import contact_sheet, display_image, render_maps, save_png
+from mmsaol.apis.cli import resolve_config, user_errors_as_messages
+from mmsaol.evaluation.wsol_eval import (
+    build_maps_model,
+    build_split,
+    iter_batches,
+)
+from mmsaol.visualization.maps import (
+    SCALES,
+    contact_sheet,
+    display_image,
+    render_maps,
+    save_png,
+)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
                     '.webp')
@@ -79,6 +94,7 @@ def write_map_pictures(model,
                        out_dir: str,
                        topk: Optional[int] = None,
                        box_thr: Optional[float] = None,
+                       scale: str = 'shared',
                        sheet: Optional[str] = None,
                        sheet_columns: int = 2,
                        sheet_max: int = 64,
@@ -93,6 +109,9 @@ def write_map_pictures(model,
         out_dir (str): Folder for ``<name>.png`` (created).
         topk (int, optional): Class maps per picture.
         box_thr (float, optional): Draw each map's box at this threshold.
+        scale (str): Colour scales: ``'shared'`` (default; the class maps
+            share one, SAOL's attention keeps its own) or ``'per-map'``
+            (each map min-max normalised). Each has a colour bar.
         sheet (str, optional): File name (in ``out_dir``) of a contact sheet
             of the first ``sheet_max`` pictures.
         sheet_columns (int): Pictures per row of the sheet.
@@ -113,7 +132,8 @@ def write_map_pictures(model,
             samples = model.test_step(batch)
         for name, image, sample in zip(names, batch['inputs'], samples):
             picture = render_maps(display_image(image, bgr), sample, classes,
-                                  topk=topk, title=name, box_thr=box_thr)
+                                  topk=topk, title=name, box_thr=box_thr,
+                                  scale=scale)
             path = osp.join(out_dir, _unique(name, used) + '.png')
             save_png(picture, path)
             written.append(path)
@@ -153,8 +173,8 @@ def visualize_maps(config: Union[str, Config],
         batch_size (int): Batch size for a split. Defaults to 8.
         device (str): Defaults to ``'cpu'``.
         cfg_options (dict, optional): Overrides merged into the config.
-        **kwargs: ``box_thr``, ``sheet``, ``sheet_columns``, ``sheet_max``,
-            ``progress`` of :func:`write_map_pictures`.
+        **kwargs: ``box_thr``, ``scale``, ``sheet``, ``sheet_columns``,
+            ``sheet_max``, ``progress`` of :func:`write_map_pictures`.
 
     Returns:
         list[str]: the written files.
@@ -173,3 +193,57 @@ def visualize_maps(config: Union[str, Config],
         batches, total = file_batches(model, paths), len(paths)
     return write_map_pictures(model, batches, total, out_dir, topk=topk,
                               **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/visualize_maps.py``."""
+    parser = argparse.ArgumentParser(
+        description="Draw SAOL's attention and class maps (a GAP-FC model's "
+        'CAMs) of image files, folders or a split of the config: one PNG '
+        'per image (the image, the attention map, the top-k class maps '
+        'with class names and probabilities, colour bars), ground-truth '
+        'boxes in green when the data set has them.')
+    parser.add_argument('config', help='model config')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('inputs', nargs='*', help='image files or folders')
+    parser.add_argument('--out-dir', required=True, help='output folder')
+    parser.add_argument('--split', choices=('val', 'test', 'train'),
+                        help="draw the config's data split instead")
+    parser.add_argument('--num', type=int, default=None,
+                        help='with --split: the first NUM images')
+    parser.add_argument('--topk', type=int, default=2,
+                        help='class maps per image (default 2)')
+    parser.add_argument(
+        '--scale', choices=SCALES, default='shared',
+        help="colour scales: 'shared' (default: the class maps of a "
+        "picture share one probability scale; SAOL's attention has its "
+        "own) or 'per-map' (each map min-max normalised)")
+    parser.add_argument('--box-thr', type=float, default=None,
+                        help="also draw each map's box at this threshold")
+    parser.add_argument('--contact-sheet', default=None, metavar='NAME.png',
+                        help='also write a contact sheet of the pictures')
+    parser.add_argument('--sheet-columns', type=int, default=2)
+    parser.add_argument('--sheet-max', type=int, default=64,
+                        help='most pictures on the contact sheet')
+    parser.add_argument('--batch-size', type=int, default=8,
+                        help='batch size with --split')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    return parser
+
+
+@user_errors_as_messages
+def main(argv: Optional[List[str]] = None) -> List[str]:
+    """Write the pictures; return the files written."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.inputs) == bool(args.split):
+        parser.error('give image files/folders or --split, not both')
+    return visualize_maps(
+        resolve_config(args.config), args.checkpoint, args.out_dir,
+        inputs=args.inputs, split=args.split, num=args.num, topk=args.topk,
+        batch_size=args.batch_size, device=args.device,
+        cfg_options=args.cfg_options, box_thr=args.box_thr,
+        scale=args.scale, sheet=args.contact_sheet,
+        sheet_columns=args.sheet_columns, sheet_max=args.sheet_max)
