@@ -4,7 +4,8 @@
 #   bash tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]
 # NPROC processes per node (GPUs, or gloo CPU processes on a CPU-only
 # host). Environment knobs: NNODES, NODE_RANK, PORT, MASTER_ADDR (as
-# mmpretrain's) and PYTHON (the interpreter; default python).
+# mmpretrain's) and PYTHON (the interpreter; default python). Paths may
+# contain spaces: every value is passed as one argument.
 
 CONFIG=$1
 CHECKPOINT=$2
@@ -15,7 +16,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:${PYTHONPATH}}" \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

@@ -3,9 +3,11 @@
 #   [GPUS=8] bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT \
 #       [test.py args...]
 # Environment knobs (as mmpretrain's): GPUS (tasks in all), GPUS_PER_NODE,
-# CPUS_PER_TASK, SRUN_ARGS; and PYTHON (the interpreter; default python).
+# CPUS_PER_TASK, SRUN_ARGS (extra srun options, split at whitespace, never
+# evaluated or globbed); and PYTHON (the interpreter; default python).
 # On CPU-only nodes set GPUS_PER_NODE to the tasks per node and GRES= (empty)
-# so that no GPU is requested: the tasks then run with gloo.
+# so that no GPU is requested: the tasks then run with gloo. Paths may
+# contain spaces: every value is passed as one argument.
 
 set -x
 
@@ -17,18 +19,18 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 GRES=${GRES-gpu:${GPUS_PER_NODE}}
-SRUN_ARGS=${SRUN_ARGS:-""}
+read -r -a SRUN_OPTIONS <<< "${SRUN_ARGS:-}"
 PYTHON=${PYTHON:-python}
-PY_ARGS=${@:5}
+TOOLS=$(dirname "$0")
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p ${PARTITION} \
-    --job-name=${JOB_NAME} \
-    ${GRES:+--gres=${GRES}} \
-    --ntasks=${GPUS} \
-    --ntasks-per-node=${GPUS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
+PYTHONPATH="${TOOLS}/..${PYTHONPATH:+:${PYTHONPATH}}" \
+srun -p "${PARTITION}" \
+    --job-name="${JOB_NAME}" \
+    ${GRES:+"--gres=${GRES}"} \
+    --ntasks="${GPUS}" \
+    --ntasks-per-node="${GPUS_PER_NODE}" \
+    --cpus-per-task="${CPUS_PER_TASK}" \
     --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$(dirname "$0")/test.py" ${CONFIG} ${CHECKPOINT} \
-    --launcher="slurm" ${PY_ARGS}
+    "${SRUN_OPTIONS[@]}" \
+    "${PYTHON}" -u "${TOOLS}/test.py" "${CONFIG}" "${CHECKPOINT}" \
+    --launcher=slurm "${@:5}"

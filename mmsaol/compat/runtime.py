@@ -16,6 +16,8 @@ the same itself.
 - torch's ``SyncBatchNorm`` refuses CPU tensors in a distributed run, so on
   a CPU-only host SyncBN layers become BN (per-process statistics), as
   mmengine itself does for a non-distributed run.
+- mmengine finds the Slurm master host with a shell command built from
+  ``SLURM_NODELIST``; :func:`first_slurm_host` passes it as an argument.
 - ``AmpOptimWrapper`` asserts an accelerator, so ``--amp`` fails on a CPU
   host: use :class:`~mmsaol.compat.amp.CPUAmpOptimWrapper` instead.
 """
@@ -39,21 +41,65 @@ from torch.nn.parallel import DistributedDataParallel
 SYNC_NORMS = {'SyncBN': 'BN', 'MMSyncBN': 'BN'}
 
 
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a Slurm node list (``node[01-04]`` -> ``node01``).
+
+    mmengine 0.10.7 (``_init_dist_slurm``) runs the shell text
+    ``scontrol show hostname <SLURM_NODELIST> | head -n1``, so a node list
+    such as ``x; touch F`` runs a command. Here ``scontrol show hostnames``
+    gets the list as one argument, without a shell. Where ``scontrol`` is
+    not installed, a plain host name (no ``[...]`` range) is used as it is.
+
+    Args:
+        nodelist (str): The value of ``SLURM_NODELIST``.
+
+    Returns:
+        str: The first host name.
+    """
+    try:
+        result = subprocess.run(['scontrol', 'show', 'hostnames', nodelist],
+                                capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        first = nodelist.split(',')[0].strip()
+        if first and '[' not in first:
+            return first
+        raise ValueError(
+            f'SLURM_NODELIST={nodelist!r} is a host range, and Slurm\'s '
+            'scontrol, which expands it, is not installed here; set '
+            'MASTER_ADDR to the first host of the job.') from None
+    hosts = result.stdout.split()
+    if result.returncode != 0 or not hosts:
+        raise ValueError(
+            f'scontrol show hostnames {nodelist!r} failed '
+            f'({result.stderr.strip() or "no host names"}); set MASTER_ADDR '
+            'to the first host of the job.')
+    return hosts[0]
+
+
+def _slurm_environment() -> None:
+    """torchrun's variables from srun's, as mmengine's ``_init_dist_slurm``
+    sets them, with the master host from :func:`first_slurm_host`."""
+    missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID',
+                           'SLURM_NODELIST') if k not in os.environ]
+    if missing:
+        raise ValueError(
+            f'--launcher slurm needs the environment variables {missing} '
+            'that srun sets; start the job with tools/slurm_train.sh, or '
+            'use --launcher none.')
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        os.environ['MASTER_ADDR'] = first_slurm_host(
+            os.environ['SLURM_NODELIST'])
+
+
 def _init_cpu_process_group(launcher: str) -> None:
     """Create the gloo process group from the launcher's environment."""
     if dist.is_initialized():
         return
-    if launcher == 'slurm':
-        # mmengine's _init_dist_slurm, without torch.cuda.set_device.
-        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
-        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
-        os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
-        os.environ.setdefault('MASTER_PORT', '29500')
-        if 'MASTER_ADDR' not in os.environ:
-            nodes = os.environ['SLURM_NODELIST']
-            os.environ['MASTER_ADDR'] = subprocess.getoutput(
-                f'scontrol show hostname {nodes} | head -n1')
-    elif launcher != 'pytorch':
+    if launcher not in ('pytorch', 'slurm'):
         raise ValueError(
             f'--launcher {launcher} is not supported on a host without '
             "CUDA; use --launcher pytorch (tools/dist_train.sh) or slurm.")
@@ -127,6 +173,9 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     - Any distributed run (``cfg.launcher`` not ``'none'``) without a
       ``model_wrapper_cfg``: mmengine's default wrapper, spelled with the
       DDP argument of the installed torch (no FutureWarning on torch 2.14).
+    - ``--launcher slurm``: torchrun's variables from srun's (master host
+      from :func:`first_slurm_host`, no shell), then mmengine's pytorch
+      launcher (``cfg.launcher='pytorch'``).
     - Distributed run on a host without an accelerator
       (``mmengine.device.get_device()`` is ``'cpu'``): create the gloo
       process group, no ``device_ids`` for DDP, SyncBN becomes BN (torch's
@@ -144,6 +193,14 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     """
     cpu = get_device() == 'cpu'
     launcher = cfg.get('launcher', 'none')
+    if launcher == 'slurm' and not dist.is_initialized():
+        # mmengine 0.10.7's slurm init runs a shell command built from
+        # SLURM_NODELIST. With torchrun's variables set from srun's, its
+        # pytorch init does the same without it (set the device of
+        # LOCAL_RANK, init_process_group); remove when mmengine stops
+        # building that command.
+        _slurm_environment()
+        cfg.launcher = launcher = 'pytorch'
     if launcher != 'none':
         cfg.model_wrapper_cfg = _model_wrapper(cfg, cpu)
     if launcher != 'none' and cpu:

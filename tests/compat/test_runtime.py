@@ -1,9 +1,14 @@
 """adapt_to_host: CPU-only distributed training (gloo), SyncBN, CPU --amp,
-and the AMP warning filter."""
+the AMP warning filter, the Slurm master host without a shell, and the
+launch scripts' argument handling."""
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +25,10 @@ from mmsaol.compat.amp import (
     CPUAmpOptimWrapper,
     silence_mmengine_gradscaler_warning,
 )
-from mmsaol.compat.runtime import adapt_to_host
+from mmsaol.compat.runtime import adapt_to_host, first_slurm_host
 
 DEMO = 'configs/saol_demo.py'
+BASH = shutil.which('bash')
 CPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(),
                               reason='tests the CPU-only host path')
 
@@ -113,8 +119,132 @@ def test_slurm_environment_is_read(monkeypatch, torchrun_env):
                            SLURM_LOCALID='0',
                            SLURM_NODELIST='node1').items():
         monkeypatch.setenv(key, value)
-    adapt_to_host(Config(dict(launcher='slurm', model=dict())))
+    cfg = Config(dict(launcher='slurm', model=dict()))
+    adapt_to_host(cfg)
     assert dist.is_initialized() and dist.get_world_size() == 1
+    assert cfg.launcher == 'pytorch'
+
+
+def _fake_command(folder: Path, name: str, body: str) -> Path:
+    """An executable ``folder/name`` (test double) running ``body``."""
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(f'#!{BASH}\n{body}\n')
+    path.chmod(0o755)
+    return path
+
+
+def _recorded(path: Path) -> list:
+    """The arguments a test double wrote, NUL-separated, to ``path``."""
+    return path.read_bytes().decode().split('\0')[:-1]
+
+
+@CPU_ONLY
+def test_slurm_nodelist_is_not_shell_text(tmp_path, monkeypatch,
+                                          torchrun_env):
+    """mmengine builds ``scontrol show hostname <SLURM_NODELIST> | head
+    -n1`` as shell text; a node list ``x; touch F`` ran ``touch F``."""
+    _fake_command(tmp_path / 'bin', 'scontrol',
+                  'printf "%s\\0" "$@" > "$RECORD"; echo 127.0.0.1')
+    monkeypatch.setenv('PATH', f'{tmp_path / "bin"}{os.pathsep}'
+                       f'{os.environ["PATH"]}')
+    monkeypatch.setenv('RECORD', str(tmp_path / 'argv'))
+    marker = tmp_path / 'F'
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR'):
+        monkeypatch.delenv(key)
+    for key, value in dict(SLURM_PROCID='0', SLURM_NTASKS='1',
+                           SLURM_LOCALID='0',
+                           SLURM_NODELIST=f'x; touch {marker}').items():
+        monkeypatch.setenv(key, value)
+    cfg = Config(dict(launcher='slurm', model=dict()))
+    adapt_to_host(cfg)
+    assert not marker.exists()
+    assert _recorded(tmp_path / 'argv') == ['show', 'hostnames',
+                                            f'x; touch {marker}']
+    assert os.environ['MASTER_ADDR'] == '127.0.0.1'
+    assert dist.is_initialized() and cfg.launcher == 'pytorch'
+
+
+def test_slurm_host_without_scontrol(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))  # no scontrol
+    assert first_slurm_host('node7,node8') == 'node7'
+    with pytest.raises(ValueError, match='set MASTER_ADDR'):
+        first_slurm_host('node[1-4]')
+    _fake_command(tmp_path, 'scontrol', 'echo "bad node list" >&2; exit 1')
+    with pytest.raises(ValueError, match=r"scontrol show hostnames 'n\[' "
+                       r'failed \(bad node list\); set MASTER_ADDR'):
+        first_slurm_host('n[')
+
+
+@CPU_ONLY
+def test_slurm_launcher_outside_srun(monkeypatch):
+    if dist.is_initialized():
+        pytest.skip('a process group already exists in this process')
+    monkeypatch.delenv('SLURM_PROCID', raising=False)
+    with pytest.raises(ValueError, match=r"--launcher slurm needs the "
+                       r"environment variables \['SLURM_PROCID'"):
+        adapt_to_host(Config(dict(launcher='slurm', model=dict())))
+
+
+# Each script, its arguments, and what it must run: the test double
+# (srun or the interpreter) records every argument it gets.
+_SPACED = ('my configs/a b.py', 'work dir/x y', 'x; touch F')
+
+
+@pytest.mark.parametrize('script, args, runs, expected', [
+    ('slurm_train.sh', ['part', 'job', _SPACED[0], _SPACED[1], '--amp',
+                        _SPACED[2]], 'srun',
+     ['-p', 'part', '--job-name=job', '--ntasks=1', '--ntasks-per-node=1',
+      '--cpus-per-task=2', '--kill-on-bad-exit=1', '--qos=low', '--foo=*',
+      'python', '-u', '{tools}/train.py', _SPACED[0],
+      f'--work-dir={_SPACED[1]}', '--launcher=slurm', '--amp', _SPACED[2]]),
+    ('slurm_test.sh', ['part', 'job', _SPACED[0], 'ckpt dir/e 1.pth',
+                       _SPACED[2]], 'srun',
+     ['-p', 'part', '--job-name=job', '--ntasks=1', '--ntasks-per-node=1',
+      '--cpus-per-task=2', '--kill-on-bad-exit=1', '--qos=low', '--foo=*',
+      'python', '-u', '{tools}/test.py', _SPACED[0], 'ckpt dir/e 1.pth',
+      '--launcher=slurm', _SPACED[2]]),
+    ('dist_train.sh', [_SPACED[0], '2', '--work-dir', _SPACED[1],
+                       _SPACED[2]], 'python',
+     ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+      '--master_addr=127.0.0.1', '--nproc_per_node=2', '--master_port=29500',
+      '{tools}/train.py', _SPACED[0], '--launcher', 'pytorch',
+      '--work-dir', _SPACED[1], _SPACED[2]]),
+    ('dist_test.sh', [_SPACED[0], 'ckpt dir/e 1.pth', '2', _SPACED[2]],
+     'python',
+     ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+      '--master_addr=127.0.0.1', '--nproc_per_node=2', '--master_port=29500',
+      '{tools}/test.py', _SPACED[0], 'ckpt dir/e 1.pth', '--launcher',
+      'pytorch', _SPACED[2]]),
+])
+def test_launch_scripts_pass_paths_as_single_arguments(
+        tmp_path, script, args, runs, expected):
+    """Paths with spaces stay one argument; nothing is evaluated or globbed
+    (a file ``--foo=bar`` next to SRUN_ARGS='--foo=*' stays unmatched); the
+    repository is put before an unset PYTHONPATH without an empty entry
+    (which would put the working directory on the path)."""
+    tools = os.path.abspath('tools')
+    bin_dir = tmp_path / 'bin'
+    _fake_command(bin_dir, runs, 'printf "%s\\0" "$@" > "$RECORD"; '
+                  'printf "%s" "$PYTHONPATH" > "$RECORD.path"')
+    work = tmp_path / 'cwd'
+    work.mkdir()
+    (work / '--foo=bar').touch()
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env.update(PATH=f'{bin_dir}{os.pathsep}{env["PATH"]}',
+               RECORD=str(tmp_path / 'argv'), PYTHON='python', GPUS='1',
+               GPUS_PER_NODE='1', GRES='', CPUS_PER_TASK='2',
+               SRUN_ARGS='--qos=low --foo=*')
+    for key in ('NNODES', 'NODE_RANK', 'PORT', 'MASTER_ADDR'):
+        env.pop(key, None)
+    result = subprocess.run(['bash', os.path.join(tools, script), *args],
+                            cwd=work, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert _recorded(tmp_path / 'argv') == [
+        a.format(tools=tools) for a in expected]
+    assert (tmp_path / 'argv.path').read_text() == f'{tools}/..'
+    assert not (work / 'F').exists()
 
 
 @CPU_ONLY
