@@ -112,8 +112,8 @@ def write_map_pictures(model,
         scale (str): Colour scales: ``'shared'`` (default; the class maps
             share one, SAOL's attention keeps its own) or ``'per-map'``
             (each map min-max normalised). Each has a colour bar.
-        sheet (str, optional): File name (in ``out_dir``) of a contact sheet
-            of the first ``sheet_max`` pictures.
+        sheet (str, optional): Contact sheet of the first ``sheet_max``
+            pictures: a file name (written in ``out_dir``) or a path.
         sheet_columns (int): Pictures per row of the sheet.
         sheet_max (int): Most pictures on the sheet. Defaults to 64.
         progress (bool): Show a progress bar.
@@ -142,7 +142,8 @@ def write_map_pictures(model,
         if bar is not None:
             bar.update(len(names))
     if sheet:
-        path = osp.join(out_dir, sheet)
+        # A bare file name goes into out_dir, a path is taken as given.
+        path = sheet if osp.dirname(sheet) else osp.join(out_dir, sheet)
         save_png(contact_sheet(kept, sheet_columns), path)
         written.append(path)
     return written
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--box-thr', type=float, default=None,
                         help="also draw each map's box at this threshold")
     parser.add_argument('--contact-sheet', default=None, metavar='NAME.png',
-                        help='also write a contact sheet of the pictures')
+                        help='also write a contact sheet of the pictures '
+                        '(a bare name goes into --out-dir)')
     parser.add_argument('--sheet-columns', type=int, default=2)
     parser.add_argument('--sheet-max', type=int, default=64,
                         help='most pictures on the contact sheet')

@@ -64,6 +64,13 @@ def test_files_and_folder_with_contact_sheet(tmp_path, checkpoints):
     for path in written[:3]:
         assert png_size(path) == (width, 250)
     assert png_size(written[3]) == (2 * (width + 4) + 4, 2 * 254 + 4)
+    # A path for the sheet is taken as given.
+    sheet = tmp_path / 'elsewhere' / 'sheet.png'
+    sheet.parent.mkdir()
+    written = load_tool('visualize_maps').main([
+        'configs/saol_demo.py', checkpoints['saol_demo'], str(single),
+        '--out-dir', str(out), '--contact-sheet', str(sheet)])
+    assert written[-1] == str(sheet) and png_size(sheet) == (width + 8, 258)
 
 
 @pytest.mark.parametrize('config,scale,width', [
