@@ -281,9 +281,12 @@ def run_variant(variant: Variant, seed: int, work_dir: str,
         out = osp.join(work_dir, f'metrics_{head or "default"}.json')
         args = [variant.config, checkpoint, '--work-dir', work_dir,
                 '--out', out, '--out-item', 'metrics']
-        if head is not None:
-            args += ['--head', head]
-        metrics = _run_tool('test', args, options, env, log, out)
+        # model.head.test_output rather than --head: also for heads other
+        # than SAOLHead with the same two outputs (TwoGAPFCHead).
+        head_option = [] if head is None else \
+            [f'model.head.test_output={head}']
+        metrics = _run_tool('test', args, [*options, *head_option], env,
+                            log, out)
         results[f'top1/{head or "default"}'] = float(
             metrics['accuracy/top1'])
     for map_name in variant.maps:
