@@ -46,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         'maps, same checkpoint) for GAP-FC models')
     parser.add_argument('--split', choices=WSOL_SPLITS, default='test',
                         help="data loader of the config (default 'test')")
-    parser.add_argument('--num', type=int, default=None,
-                        help='evaluate the first NUM images only')
+    parser.add_argument('--num', '--num-images', type=int, default=None,
+                        dest='num', metavar='NUM',
+                        help='evaluate the first NUM images only (spell it '
+                        '--num-images after torchrun, which takes --num '
+                        'for its own --numa-binding)')
     parser.add_argument('--thr', type=float, default=0.2,
                         help='threshold of GT-known / top-1 localisation on '
                         'the min-max normalised map (default 0.2)')

@@ -105,7 +105,7 @@ def test_uniform_attention_known_answers(tmp_path, checkpoints):
     ious = (0.15, 0.2, 0.25)
     metrics = main([
         'configs/saol_demo.py', checkpoints['uniform'], '--map', 'attention',
-        '--split', 'val', '--num', '24', '--work-dir', str(tmp_path),
+        '--split', 'val', '--num-images', '24', '--work-dir', str(tmp_path),
         '--cfg-options', 'test_evaluator.1.iou_thr=0.2',
         f'test_evaluator.1.iou_thrs={ious}'])
     digits = DATASETS.build(dict(type='DigitsCanvas', split='val',
