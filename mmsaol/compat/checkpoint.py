@@ -7,25 +7,52 @@ loaders fail on ``--resume`` and in ``tools/test.py``. The upstream fix,
 ``weights_only=False``, lets a crafted checkpoint run arbitrary code while it
 is being loaded.
 
-This module keeps ``weights_only=True`` and allow-lists exactly the extra
-types mmengine / mmpretrain checkpoints contain (see :data:`SAFE_GLOBALS`).
-The allow-list is only active inside :func:`safe_torch_load` (through the
-``torch.serialization.safe_globals`` context manager), so other
+This module keeps ``weights_only=True`` and checks a checkpoint in three
+steps, so that a file is data and nothing else:
+
+1. The container (torch's zip format). Before anything is read, the sizes
+   the records declare may add up to at most
+   :data:`DEFAULT_MAX_EXPANSION` times the file's size (environment
+   variable ``MMSAOL_CHECKPOINT_MAX_EXPANSION`` raises it): a small file
+   cannot make torch allocate or inflate gigabytes. Every record's CRC-32 is
+   verified, for stored records (all torch writes) on the bytes torch reads,
+   so the file is read once.
+2. The pickle, with torch's weights-only unpickler and the allow-list
+   :data:`SAFE_GLOBALS`. Its numpy and mmengine entries are stand-ins that
+   accept only what numpy and mmengine write: numpy dtypes of booleans,
+   integers, floats and complex numbers in numpy's own pickled form (no
+   fields, sub-arrays, objects, strings or dates; the pickled dtype state
+   is compared with numpy's, never handed to numpy's ``__setstate__``),
+   arrays whose byte count fits their shape, scalars, and ``HistoryBuffer``
+   states with mmengine's keys and only its own statistics methods.
+3. The result: containers nested at most :data:`MAX_NESTING` deep, no
+   container inside itself.
+
+The allow-list is only active inside :func:`safe_torch_load` (through
+torch's process-wide safe-globals list, under a lock), so other
 ``torch.load`` users in the process are not affected.
 
 This shim is for mmengine 0.10.7 on torch >= 2.6 and can go when mmengine
-ships allow-listed (``weights_only=True``) checkpoint loading itself.
+ships allow-listed (``weights_only=True``) checkpoint loading itself and
+torch verifies record CRCs.
 """
 from __future__ import annotations
 
 import contextlib
+import io
+import math
 import os
 import pickle
 import re
+import reprlib
 import struct
 import threading
+import urllib.parse
 import zipfile
+import zlib
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any, Union
 
 import numpy as np
@@ -36,13 +63,29 @@ from mmengine.dist import get_dist_info
 from mmengine.logging.history_buffer import HistoryBuffer
 
 __all__ = [
+    'DEFAULT_MAX_EXPANSION', 'MAX_EXPANSION_ENV', 'MAX_NESTING',
     'SAFE_GLOBALS', 'CorruptCheckpointError', 'UnsafeCheckpointError',
     'install_safe_checkpoint_loader', 'load_from_http_safe',
-    'load_from_local_safe', 'safe_torch_load'
+    'load_from_local_safe', 'max_expansion', 'safe_torch_load'
 ]
 
 FileLike = Union[str, 'os.PathLike[str]', IO[bytes]]
 MapLocation = Any
+
+#: Environment variable: how many times its file size a checkpoint's
+#: records may declare in all (a number >= 1; ``inf`` for no bound).
+MAX_EXPANSION_ENV = 'MMSAOL_CHECKPOINT_MAX_EXPANSION'
+#: The bound when :data:`MAX_EXPANSION_ENV` is not set. torch stores
+#: records uncompressed (about 1x); a re-zipped (deflated) checkpoint of
+#: mostly-zero tensors can need more.
+DEFAULT_MAX_EXPANSION = 16.0
+#: Deepest nesting of dicts, lists and tuples a checkpoint may hold
+#: (mmengine checkpoints: under 10). Deeper data would overflow the
+#: recursion of ``copy.deepcopy`` in ``Runner.resume``.
+MAX_NESTING = 100
+#: numpy dtype kinds a checkpoint may hold: booleans, signed and unsigned
+#: integers, floats, complex numbers (mmengine writes float64 and int64).
+NUMPY_KINDS = 'biufc'
 
 # ``HistoryBuffer`` pickles its registered statistics methods by reference.
 # torch.save uses pickle protocol 2, which writes a method such as
@@ -51,6 +94,9 @@ MapLocation = Any
 # ``HistoryBuffer._statistics_methods`` (mmengine 0.10.7).
 HISTORY_BUFFER_METHODS: frozenset[str] = frozenset(
     ('min', 'max', 'current', 'mean'))
+# The instance attributes of a HistoryBuffer (its pickled state), mmengine
+# 0.10.7; ``statistics_methods`` is added by ``HistoryBuffer.__getstate__``.
+_HISTORY_BUFFER_STATE = ('max_length', '_log_history', '_count_history')
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -65,6 +111,37 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint file is truncated, damaged or not a checkpoint."""
 
 
+class _Refused(Exception):
+    """Raised while loading: the file asks for something not allowed.
+
+    Not a ``pickle.UnpicklingError``, which torch re-raises as a new
+    exception; :func:`_translate_errors` turns it into
+    :class:`UnsafeCheckpointError` naming the file.
+    """
+
+    def __init__(self, offending: str, detail: str) -> None:
+        super().__init__(detail)
+        self.offending = offending
+
+
+class _Malformed(Exception):
+    """Raised while loading: the file holds what numpy, mmengine or torch
+    never write (becomes :class:`CorruptCheckpointError`)."""
+
+
+class _TooLarge(Exception):
+    """The records declare more bytes than the bound allows."""
+
+    def __init__(self, declared: int, size: int, bound: float) -> None:
+        super().__init__(declared, size, bound)
+        self.declared = declared
+        self.size = size
+        self.bound = bound
+
+
+# --- stand-ins for the allow-listed globals -----------------------------
+
+
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """Stand-in for ``builtins.getattr`` while unpickling.
 
@@ -73,13 +150,20 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     Anything else is refused, so the checkpoint cannot use attribute access
     to reach other objects (e.g. ``__globals__`` or ``os.system``).
     """
-    if obj is HistoryBuffer and name in HISTORY_BUFFER_METHODS:
+    # The pickle's HistoryBuffer is the stand-in _LoadedHistoryBuffer.
+    if (obj is HistoryBuffer or obj is _LoadedHistoryBuffer) and \
+            name in HISTORY_BUFFER_METHODS:
         return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'Refused GLOBAL builtins.getattr({_describe(obj)}, {name!r}): '
+    raise _Refused(
+        f'builtins.getattr({_describe(obj)}, {_short(name)})',
         'only the statistics methods of mmengine HistoryBuffer '
         f'({", ".join(sorted(HISTORY_BUFFER_METHODS))}) may be looked up '
         'with getattr.')
+
+
+def _short(value: Any) -> str:
+    """A repr of data from the file, cut short (size and nesting)."""
+    return reprlib.repr(value)
 
 
 def _describe(obj: Any) -> str:
@@ -94,6 +178,190 @@ def _describe(obj: Any) -> str:
     return type(obj).__qualname__
 
 
+class _ArgumentOnly:
+    """A global that may only be an argument: ``numpy.ndarray`` in numpy's
+    ``_reconstruct(numpy.ndarray, (0,), b'b')``. Calling it is refused."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any) -> Any:
+        raise _Refused(f'{self.name}(...)',
+                       f'{self.name} may only be an argument of numpy\'s '
+                       '_reconstruct.')
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_NDARRAY = _ArgumentOnly('numpy.ndarray')
+
+
+class _DType:
+    """Stand-in for ``numpy.dtype`` while unpickling.
+
+    numpy pickles a dtype as ``numpy.dtype(spec, False, True)`` followed by
+    its state (byte order, fields, item size, flags). numpy's
+    ``dtype.__setstate__`` trusts that state: a dtype of bytes can be given
+    a field of Python objects with forged flags, and an array of it then
+    holds forged pointers. Here only plain boolean / integer / float /
+    complex dtypes (:data:`NUMPY_KINDS`) are built, and the state must be
+    exactly the one numpy writes for the dtype in that byte order; it is
+    compared, never applied. The built dtype is :attr:`dtype`.
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # never a dict key
+
+    def __init__(self, spec: Any, align: Any = False,
+                 copy: Any = True) -> None:
+        offending = f'numpy dtype {_short(spec)}' if isinstance(
+            spec, str) else f'numpy dtype from a {type(spec).__name__}'
+        if not isinstance(spec, str) or type(align) is not bool or \
+                type(copy) is not bool:
+            raise _Refused(offending, 'numpy dtypes are pickled as '
+                           'numpy.dtype(<type code>, <bool>, <bool>).')
+        try:
+            dtype = np.dtype(spec)
+        except (TypeError, ValueError, SyntaxError) as exc:
+            raise _Refused(offending, str(exc)) from None
+        if dtype.kind not in NUMPY_KINDS or dtype.fields is not None or \
+                dtype.subdtype is not None or _dtype_args(dtype) != spec:
+            raise _Refused(
+                offending,
+                'only numpy dtypes of booleans, integers, floats and '
+                'complex numbers are allowed (no objects, fields, '
+                'sub-arrays, strings or dates).')
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 \
+            else None
+        dtype = self.dtype.newbyteorder(order) if order in ('<', '>') \
+            else self.dtype
+        if dtype.__reduce__()[2] != state:
+            raise _Refused(
+                f'a numpy {self.dtype} dtype with the state {_short(state)}',
+                f'numpy writes the state {dtype.__reduce__()[2]!r} for it; '
+                'other states (fields, objects, flags) are not allowed.')
+        self.dtype = dtype
+
+
+def _dtype_args(dtype: np.dtype) -> Any:
+    """The type code numpy pickles ``dtype`` with (``'f8'``, ``'b1'``)."""
+    return dtype.__reduce__()[1][0]
+
+
+class _Array:
+    """Stand-in for numpy's ``_reconstruct`` while unpickling.
+
+    numpy pickles an array as ``_reconstruct(numpy.ndarray, (0,), b'b')``
+    followed by the state ``(1, shape, dtype, is_fortran, data)``. The array
+    is only built from that state, with a :class:`_DType`-checked dtype and
+    exactly ``prod(shape) * itemsize`` bytes of data (a shape cannot make
+    numpy allocate more than the file holds). The built array is
+    :attr:`array`.
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # never a dict key
+
+    def __init__(self, cls: Any, shape: Any, typecode: Any) -> None:
+        if cls is not _NDARRAY or shape != (0, ) or typecode != b'b':
+            raise _Refused(
+                f'numpy._reconstruct({_short(cls)}, {_short(shape)}, '
+                f'{_short(typecode)})', 'numpy pickles arrays as '
+                "_reconstruct(numpy.ndarray, (0,), b'b').")
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not (type(state) is tuple and len(state) == 5):
+            raise _Malformed('a numpy array state that is not the 5-tuple '
+                             'numpy writes')
+        version, shape, dtype, fortran, data = state
+        if type(dtype) is not _DType:
+            raise _Refused(f'a numpy array of {_describe(dtype)}',
+                           'numpy arrays must have a numpy dtype.')
+        if version != 1 or type(fortran) is not bool or \
+                type(data) is not bytes or type(shape) is not tuple or \
+                len(shape) > 64 or \
+                not all(type(n) is int and n >= 0 for n in shape):
+            raise _Malformed('a numpy array state that numpy does not write')
+        if math.prod(shape) * dtype.dtype.itemsize != len(data):
+            raise _Malformed(
+                f'a numpy {dtype.dtype} array of shape {shape} with '
+                f'{len(data)} bytes of data')
+        array = np.ndarray.__new__(np.ndarray, (0, ), 'b')
+        array.__setstate__((1, shape, dtype.dtype, fortran, data))
+        self.array = array
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """Stand-in for numpy's ``scalar(dtype, data)`` while unpickling."""
+    if type(dtype) is not _DType:
+        raise _Refused(f'a numpy scalar of {_describe(dtype)}',
+                       'numpy scalars must have a numpy dtype.')
+    if type(data) is not bytes or len(data) != dtype.dtype.itemsize:
+        raise _Malformed(f'a numpy {dtype.dtype} scalar whose data is not '
+                         f'{dtype.dtype.itemsize} bytes')
+    return _numpy_multiarray().scalar(dtype.dtype, data)
+
+
+class _LoadedHistoryBuffer(HistoryBuffer):
+    """Stand-in for mmengine's ``HistoryBuffer`` while unpickling.
+
+    A HistoryBuffer is pickled as a new object plus its state (its
+    ``__dict__``); the state is checked (mmengine's keys, 1-d numeric
+    arrays, a positive ``max_length``, only HistoryBuffer's own statistics
+    methods under their own names, which ``HistoryBuffer.__setstate__``
+    merges into a dict shared by the whole process), then the object becomes
+    a plain ``HistoryBuffer``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise _Refused('mmengine HistoryBuffer(...)',
+                       'a HistoryBuffer is pickled as its state, never '
+                       'as a call.')
+
+    def __setstate__(self, state: Any) -> None:
+        _check_history_buffer_state(state)
+        self.__class__ = HistoryBuffer
+        HistoryBuffer.__setstate__(self, state)
+
+
+def _check_history_buffer_state(state: Any) -> None:
+    """Check a pickled HistoryBuffer state; swap in the built arrays."""
+    if type(state) is not dict:
+        raise _Malformed(f'a HistoryBuffer state that is a '
+                         f'{type(state).__name__}, not a dict')
+    keys = set(state)
+    allowed = {*_HISTORY_BUFFER_STATE, 'statistics_methods'}
+    if not set(_HISTORY_BUFFER_STATE) <= keys <= allowed:
+        raise _Malformed(f'a HistoryBuffer state with the keys '
+                         f'{_short(sorted(map(str, keys)))}; mmengine '
+                         f'writes {sorted(allowed)}')
+    length = state['max_length']
+    if type(length) is not int or length <= 0:
+        raise _Malformed(f'a HistoryBuffer max_length of {_short(length)}')
+    for key in ('_log_history', '_count_history'):
+        array = state[key]
+        if type(array) is not _Array or array.array is None or \
+                array.array.ndim != 1:
+            raise _Malformed(f'a HistoryBuffer {key} that is not a 1-d '
+                             'numpy array')
+        state[key] = array.array
+    methods = state.get('statistics_methods', {})
+    if type(methods) is not dict:
+        raise _Malformed('HistoryBuffer statistics methods that are not a '
+                         'dict')
+    bad = sorted(str(name) for name, fn in methods.items()
+                 if name not in HISTORY_BUFFER_METHODS
+                 or fn is not getattr(HistoryBuffer, name))
+    if bad:
+        raise _Refused(
+            f'HistoryBuffer statistics methods {_short(bad)}',
+            "a checkpoint may only hold HistoryBuffer's own statistics "
+            'methods under their own names.')
+
+
 def _numpy_multiarray() -> Any:
     """numpy's ``multiarray`` module (``numpy._core`` in numpy 2)."""
     try:
@@ -103,100 +371,363 @@ def _numpy_multiarray() -> Any:
     return multiarray
 
 
-def _numpy_dtype_classes() -> list[type]:
-    """The dtype classes (``numpy.dtypes.*DType``) of the builtin dtypes.
-
-    They never appear as names in a pickle, but the unpickler only applies
-    the pickled state (BUILD) to allow-listed types, and
-    ``numpy.dtype('f8', ...)`` returns a ``Float64DType`` instance. Booleans,
-    integers, floats, complex numbers and fixed-width strings / bytes are
-    covered; object, void (structured) and datetime dtypes are not.
-    """
-    classes: list[type] = []
-    for code in '?bhilqpBHILQPefdgFDGSU':
-        cls = type(np.dtype(code))
-        if cls is not np.dtype and cls not in classes:
-            classes.append(cls)
-    return classes
-
-
 def _build_safe_globals() -> list[Any]:
-    multiarray = _numpy_multiarray()
     safe: list[Any] = [
         # The message hub's log buffers.
-        HistoryBuffer,
+        (_LoadedHistoryBuffer,
+         'mmengine.logging.history_buffer.HistoryBuffer'),
         # HistoryBuffer's statistics methods are pickled as
         # getattr(HistoryBuffer, 'mean') etc.; plain getattr would open
         # attribute access on anything, so a restricted stand-in answers.
         (_history_buffer_getattr, 'builtins.getattr'),
-        # numpy arrays and scalars (HistoryBuffer data, runtime info).
-        np.ndarray,
-        np.dtype,
-        *_numpy_dtype_classes(),
+        # numpy arrays, dtypes and scalars (HistoryBuffer data, runtime
+        # info such as the ETA).
+        (_NDARRAY, 'numpy.ndarray'),
+        (_DType, 'numpy.dtype'),
     ]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         # numpy 2 writes numpy._core.*, numpy 1.x wrote numpy.core.*.
-        safe.append((multiarray._reconstruct, f'{module}._reconstruct'))
-        safe.append((multiarray.scalar, f'{module}.scalar'))
+        safe.append((_Array, f'{module}._reconstruct'))
+        safe.append((_numpy_scalar, f'{module}.scalar'))
     # collections.OrderedDict, collections.Counter and _codecs.encode (used
     # for bytes) are allowed by torch's weights_only unpickler by default.
     return safe
 
 
 #: Globals allowed, on top of torch's weights_only defaults, while loading a
-#: checkpoint. Entries are objects (looked up as ``module.qualname``) or
-#: ``(object, 'name.in.the.pickle')`` pairs.
+#: checkpoint, as ``(stand-in, 'name.in.the.pickle')`` pairs: every one is
+#: a checking stand-in for the numpy / mmengine object of that name.
 SAFE_GLOBALS: list[Any] = _build_safe_globals()
+_SAFE_NAMES = frozenset(name for _, name in SAFE_GLOBALS)
 
 # torch keeps the allow-list in one process-wide set, so two threads loading
 # at the same time would remove each other's entries on exit.
 _LOCK = threading.RLock()
 
 
+def _pickle_name(entry: Any) -> str | None:
+    """The name an entry of torch's safe-globals list answers to."""
+    if isinstance(entry, tuple):
+        return entry[1]
+    module = getattr(entry, '__module__', None)
+    qualname = getattr(entry, '__qualname__', None)
+    return f'{module}.{qualname}' if module and qualname else None
+
+
 @contextlib.contextmanager
 def _allow_listed() -> Iterator[None]:
     """Run ``torch.load(weights_only=True)`` calls with SAFE_GLOBALS.
 
-    Only entries that are not already allow-listed are added (and removed
-    again on exit), so globals another user of torch added stay in place.
+    Entries someone else added to torch's list stay, except those under the
+    names of our stand-ins (e.g. ``HistoryBuffer`` itself), which would
+    bypass the checks; all are restored on exit.
     """
     with _LOCK:
-        present = set(torch.serialization.get_safe_globals())
-        missing = [g for g in SAFE_GLOBALS if g not in present]
-        with torch.serialization.safe_globals(missing), \
-                _guard_history_buffer_methods():
+        before = torch.serialization.get_safe_globals()
+        others = [g for g in before if _pickle_name(g) not in _SAFE_NAMES]
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(others + SAFE_GLOBALS)
+        try:
             yield
+        finally:
+            torch.serialization.clear_safe_globals()
+            torch.serialization.add_safe_globals(before)
+
+
+# --- the zip container ----------------------------------------------------
+
+
+def max_expansion() -> float:
+    """How many times its file size a checkpoint's records may declare.
+
+    Returns:
+        float: :data:`MAX_EXPANSION_ENV` if set, else
+        :data:`DEFAULT_MAX_EXPANSION`.
+    """
+    value = os.environ.get(MAX_EXPANSION_ENV, '').strip()
+    if not value:
+        return DEFAULT_MAX_EXPANSION
+    try:
+        bound = float(value)
+    except ValueError:
+        bound = math.nan
+    if not bound >= 1:
+        raise ValueError(
+            f'{MAX_EXPANSION_ENV}={value!r} must be a number >= 1 (how many '
+            'times its file size a checkpoint may declare, e.g. 64, or inf '
+            f'for no bound); unset it for the default '
+            f'{DEFAULT_MAX_EXPANSION:g}.')
+    return bound
+
+
+@dataclass
+class _Record:
+    """One member of a checkpoint's zip archive."""
+
+    name: str
+    start: int  # offset of its data in the file
+    stored_size: int  # bytes in the file
+    size: int  # declared uncompressed size
+    crc: int
+    deflated: bool
+
+    @property
+    def end(self) -> int:
+        return self.start + self.stored_size
+
+
+_LOCAL_HEADER = struct.Struct('<4s22xHH')  # signature, name / extra length
+
+
+def _zip_records(file: IO[bytes], size: int,
+                 bound: float) -> list[_Record]:
+    """The records of a zip archive, checked before anything is read.
+
+    Raises:
+        _Malformed: not a readable zip archive, or a record torch cannot
+            read (compression other than stored / deflated, encrypted,
+            past the end of the file).
+        _TooLarge: the declared sizes add up to more than ``bound``
+            times the file size.
+    """
+    try:
+        infos = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+            OSError) as exc:
+        raise _Malformed(f'not a readable zip archive ({exc})') from None
+    declared = sum(info.file_size for info in infos)
+    if declared > bound * max(size, 1):
+        raise _TooLarge(declared, size, bound)
+    records = []
+    for info in infos:
+        name = info.filename
+        if info.compress_type not in (zipfile.ZIP_STORED,
+                                      zipfile.ZIP_DEFLATED):
+            raise _Malformed(f'record {name!r} uses compression method '
+                             f'{info.compress_type}, which torch never '
+                             'writes')
+        if info.flag_bits & 0x1:
+            raise _Malformed(f'record {name!r} is encrypted')
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if stored and info.compress_size != info.file_size:
+            raise _Malformed(f'record {name!r} is stored with '
+                             f'{info.compress_size} bytes but declares '
+                             f'{info.file_size}')
+        file.seek(info.header_offset)
+        header = file.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size:
+            raise _Malformed(f'record {name!r} lies past the end of the '
+                             'file')
+        magic, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+        if magic != b'PK\x03\x04':
+            raise _Malformed(f'record {name!r} has no local header')
+        record = _Record(
+            name, info.header_offset + _LOCAL_HEADER.size + name_length +
+            extra_length, info.compress_size, info.file_size, info.CRC,
+            not stored)
+        if record.end > size:
+            raise _Malformed(f'record {name!r} ends past the end of the '
+                             'file')
+        records.append(record)
+    return records
+
+
+def _record_crc(file: IO[bytes], record: _Record) -> int:
+    """CRC-32 of a record's (inflated) data, read in chunks.
+
+    Inflating stops as soon as the output would exceed the declared size.
+    """
+    chunk = 1 << 20
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if record.deflated \
+        else None
+    crc = produced = 0
+    file.seek(record.start)
+    left = record.stored_size
+    while left or (inflate is not None and inflate.unconsumed_tail):
+        if inflate is not None and inflate.unconsumed_tail:
+            data = inflate.unconsumed_tail
+        else:
+            data = file.read(min(chunk, left))
+            if not data:
+                raise _Malformed(f'record {record.name!r} is truncated')
+            left -= len(data)
+        if inflate is not None:
+            try:
+                data = inflate.decompress(data, record.size - produced + 1)
+            except zlib.error as exc:
+                raise _Malformed(f'record {record.name!r} does not inflate '
+                                 f'({exc})') from None
+        produced += len(data)
+        if produced > record.size:
+            raise _Malformed(f'record {record.name!r} inflates to more '
+                             f'than its declared {record.size} bytes')
+        crc = zlib.crc32(data, crc)
+    if produced != record.size:
+        raise _Malformed(f'record {record.name!r} holds {produced} bytes, '
+                         f'not its declared {record.size}')
+    return crc
+
+
+class _CheckedReader(io.RawIOBase):
+    """The checkpoint file as torch reads it, with zip records verified.
+
+    torch reads each stored record with one ``readinto`` at the record's
+    data offset (in order for chunked reads, too): the CRC-32 is computed
+    on those bytes as they pass, so the file is read once. Records torch
+    reads otherwise (deflated ones) or not at all are verified by
+    :meth:`verify_rest`.
+
+    Args:
+        file: The open binary file (seekable).
+        records: Its zip records (empty for torch's legacy format).
+    """
+
+    def __init__(self, file: IO[bytes], records: list[_Record]) -> None:
+        super().__init__()
+        self.file = file
+        self.records = records
+        self._by_start = {r.start: r for r in records if not r.deflated}
+        self._verified: set[int] = set()
+        self._bad: list[_Record] = []
+        # The record being read in chunks: (record, next offset, crc).
+        self._running: tuple[_Record, int, int] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        position = self.file.tell()
+        count = self.file.readinto(buffer)
+        if count and self._by_start:
+            self._observe(position, memoryview(buffer).cast('B')[:count])
+        return count
+
+    def _observe(self, position: int, data: memoryview) -> None:
+        running = self._running
+        if running is not None and running[1] == position:
+            record, _, crc = running
+        else:
+            record = self._by_start.get(position)
+            if record is None:
+                return
+            crc = 0
+        take = min(len(data), record.end - position)
+        crc = zlib.crc32(data[:take], crc)
+        if position + take < record.end:
+            self._running = (record, position + take, crc)
+            return
+        self._running = None
+        self._verified.add(id(record))
+        if crc != record.crc:
+            self._bad.append(record)
+
+    def raise_bad_crc(self) -> None:
+        """Raise :class:`_Malformed` for the first record that failed."""
+        if self._bad:
+            raise _Malformed(f'record {self._bad[0].name!r} fails its '
+                             'CRC-32 check (the bytes changed since it was '
+                             'written)')
+
+    def verify_rest(self) -> None:
+        """Verify the records torch did not read in one pass."""
+        self._bad += [
+            record for record in self.records
+            if id(record) not in self._verified
+            and _record_crc(self.file, record) != record.crc]
+        self.raise_bad_crc()
 
 
 @contextlib.contextmanager
-def _guard_history_buffer_methods() -> Iterator[None]:
-    """Keep a checkpoint from rewriting ``HistoryBuffer._statistics_methods``.
+def _checked_file(filename_or_fileobj: FileLike,
+                  bound: float) -> Iterator[_CheckedReader]:
+    """Open (or wrap) the checkpoint and check its zip records (at most
+    ``bound`` times the file size declared)."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(filename_or_fileobj, (str, os.PathLike)):
+            file = stack.enter_context(open(filename_or_fileobj, 'rb'))
+        else:
+            file = filename_or_fileobj
+        start = file.tell()
+        size = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        records = _zip_records(file, size, bound) if file.read(4) == \
+            b'PK\x03\x04' else []
+        file.seek(start)
+        yield _CheckedReader(file, records)
 
-    ``HistoryBuffer.__setstate__`` merges the pickled statistics methods into
-    a class-level dict shared by the whole process. A genuine checkpoint only
-    holds the default methods under their own names; anything else (another
-    function under ``'mean'``, extra entries) is undone and refused.
+
+# --- the loaded object ----------------------------------------------------
+
+_DICTS = (dict, OrderedDict, Counter)
+
+
+def _finish(result: Any) -> Any:
+    """Swap the numpy stand-ins for what they built and check the nesting.
+
+    Raises:
+        _Malformed: an unbuilt stand-in, containers nested deeper than
+            :data:`MAX_NESTING`, or a container inside itself.
     """
-    methods = HistoryBuffer._statistics_methods
-    before = dict(methods)
-    try:
-        yield
-    except BaseException:
-        methods.clear()
-        methods.update(before)
-        raise
-    bad = sorted(
-        name for name, fn in methods.items()
-        if not (name in before and fn is before[name]) and not (
-            name in HISTORY_BUFFER_METHODS
-            and fn is getattr(HistoryBuffer, name)))
-    if bad:
-        methods.clear()
-        methods.update(before)
-        raise pickle.UnpicklingError(
-            'Refused HistoryBuffer statistics methods '
-            f'{", ".join(map(repr, bad))}: a checkpoint may only hold '
-            "HistoryBuffer's own statistics methods under their own names.")
+    # id -> (the node, what replaces it); the node is kept so that its id
+    # is not reused while walking.
+    done: dict[int, tuple[Any, Any]] = {}
+    open_: set[int] = set()
+
+    def visit(node: Any, depth: int) -> Any:
+        kind = type(node)
+        if kind is _DType:
+            return node.dtype
+        if kind is _Array:
+            if node.array is None:
+                raise _Malformed('a numpy array without its data')
+            return node.array
+        if kind is _LoadedHistoryBuffer:
+            raise _Malformed('a HistoryBuffer without its state')
+        attributes = getattr(node, '__dict__', None) \
+            if kind in (OrderedDict, Counter) or \
+            isinstance(node, torch.Tensor) else None
+        if kind not in _DICTS and kind is not list and kind is not tuple \
+                and not attributes:
+            return node
+        key = id(node)
+        if key in done:
+            return done[key][1]
+        if key in open_:
+            raise _Malformed(f'a {kind.__name__} that contains itself')
+        if depth >= MAX_NESTING:
+            raise _Malformed(f'data nested more than {MAX_NESTING} levels '
+                             'deep')
+        open_.add(key)
+        original = node
+        if kind is tuple:
+            items = [visit(item, depth + 1) for item in node]
+            if any(new is not old for new, old in zip(items, node)):
+                node = tuple(items)
+        elif kind is list:
+            for i, item in enumerate(node):
+                node[i] = visit(item, depth + 1)
+        elif kind in _DICTS:
+            for name in list(node):
+                node[name] = visit(node[name], depth + 1)
+        for name in list(attributes or ()):
+            attributes[name] = visit(attributes[name], depth + 1)
+        open_.discard(key)
+        done[key] = (original, node)
+        return node
+
+    return visit(result, 0)
+
+
+# --- errors ---------------------------------------------------------------
 
 
 def _file_name(filename_or_fileobj: FileLike) -> str:
@@ -208,17 +739,15 @@ def _file_name(filename_or_fileobj: FileLike) -> str:
     return f'<{type(filename_or_fileobj).__name__}>'
 
 
-# Messages of torch's weights_only unpickler (and of the guards above) that
-# mean "this object is not allowed", as opposed to "this is not a pickle".
-# The first group, where there is one, names the offending global.
+# Messages of torch's weights_only unpickler that mean "this object is not
+# allowed", as opposed to "this is not a pickle". The first group, where
+# there is one, names the offending global.
 _REFUSAL_PATTERNS = (
     re.compile(r'GLOBAL (\S+) was not an allowed global'),
     re.compile(r'unsupported GLOBAL (\S+) whose module'),
-    re.compile(r'Refused GLOBAL (builtins\.getattr\(.*?\))(?=: )'),
     re.compile(r'Trying to call reduce for unrecognized function (.+)'),
     re.compile(r'Can only create new object for .* but got (.+)'),
     re.compile(r'Can only build .* but got (.+)'),
-    re.compile(r'Refused (HistoryBuffer statistics methods .*?)(?=: )'),
     re.compile(r'(\S+) must be imported to load'),
     re.compile(r'Can only (?:append|SETITEMS?) '),
     re.compile(r'persistent_load|persistent id'),
@@ -235,10 +764,11 @@ _WEIGHTS_ONLY_RUNTIME_ERRORS = {
 # the file; they are passed through unchanged.
 _DEVICE_RUNTIME_ERRORS = ('cuda', 'device', 'restore data location')
 # What torch's zip reader, legacy loader and unpickler raise on short or
-# garbled input (besides RuntimeErrors and UnpicklingErrors).
+# garbled input (besides RuntimeErrors and UnpicklingErrors); TypeError and
+# AttributeError come from allowed callables given the wrong arguments.
 _GARBLED_INPUT_ERRORS = (EOFError, zipfile.BadZipFile, IndexError, KeyError,
                          ValueError, AssertionError, struct.error,
-                         OverflowError)
+                         OverflowError, TypeError, AttributeError)
 
 
 def _is_refusal(message: str) -> bool:
@@ -273,13 +803,44 @@ def _unsafe_error(name: str, message: str,
         f'model.state_dict()}}, path). (Details: {_detail(message)})')
 
 
+def _too_large_error(name: str, exc: _TooLarge) -> UnsafeCheckpointError:
+    ratio = exc.declared / max(exc.size, 1)
+    return UnsafeCheckpointError(
+        f'Refused to load checkpoint {name!r}: its records declare '
+        f'{_bytes(exc.declared)}, {ratio:.0f} times the file\'s size of '
+        f'{_bytes(exc.size)}, and mmsaol allows at most {exc.bound:g} '
+        f'times ({MAX_EXPANSION_ENV}) so that a small file cannot make it '
+        'allocate or inflate gigabytes; nothing was inflated. If you trust '
+        f'the file, set {MAX_EXPANSION_ENV}={math.ceil(ratio)} or more.')
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+        if size < 1024 or unit == 'GiB':
+            return f'{size:.0f} {unit}' if unit == 'bytes' else \
+                f'{size:.1f} {unit}'
+        size /= 1024
+    raise AssertionError('unreachable')
+
+
 def _corrupt_error(name: str, exc: BaseException) -> CorruptCheckpointError:
+    detail = str(exc) if isinstance(exc, _Malformed) else \
+        f'{type(exc).__name__}: {_detail(str(exc))}'
     return CorruptCheckpointError(
         f'Cannot read checkpoint {name!r}: the file is truncated, damaged or '
         'not a checkpoint (e.g. the run was killed while saving it, or the '
         'copy/download is incomplete). Use the previous checkpoint, or '
         'pass another file to --resume / --load-from. '
-        f'(Details: {type(exc).__name__}: {_detail(str(exc))})')
+        f'(Details: {detail})')
+
+
+def _memory_error(name: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f'Cannot read checkpoint {name!r}: loading it needs more memory '
+        'than is available. A checkpoint of a model this machine can train '
+        'fits; a damaged or crafted file can declare any size. Use another '
+        'checkpoint, or load this one on a machine with more memory.')
 
 
 def _detail(message: str) -> str:
@@ -296,16 +857,24 @@ def _detail(message: str) -> str:
 
 @contextlib.contextmanager
 def _translate_errors(name: str) -> Iterator[None]:
-    """Turn torch's load failures into Unsafe/CorruptCheckpointError."""
+    """Turn load failures into Unsafe/CorruptCheckpointError."""
     try:
         yield
+    except (UnsafeCheckpointError, CorruptCheckpointError):
+        raise
+    except _Refused as exc:
+        raise _unsafe_error(name, str(exc), exc.offending) from None
+    except _TooLarge as exc:
+        raise _too_large_error(name, exc) from None
+    except _Malformed as exc:
+        raise _corrupt_error(name, exc) from None
+    except MemoryError:
+        raise _memory_error(name) from None
     except pickle.UnpicklingError as exc:
         message = str(exc)
         if _is_refusal(message):
             raise _unsafe_error(name, message) from None
         raise _corrupt_error(name, exc) from None
-    except (UnsafeCheckpointError, CorruptCheckpointError):
-        raise
     except RuntimeError as exc:
         message = str(exc)
         for key, offending in _WEIGHTS_ONLY_RUNTIME_ERRORS.items():
@@ -320,12 +889,16 @@ def _translate_errors(name: str) -> Iterator[None]:
         raise _corrupt_error(name, exc) from None
 
 
+# --- loaders --------------------------------------------------------------
+
+
 def safe_torch_load(filename_or_fileobj: FileLike,
                     map_location: MapLocation = None) -> Any:
-    """``torch.load`` with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
+    """``torch.load`` with ``weights_only=True``, checked records and
+    :data:`SAFE_GLOBALS`.
 
     Args:
-        filename_or_fileobj: A path or a binary file object.
+        filename_or_fileobj: A path or a seekable binary file object.
         map_location: Same as for :func:`torch.load`.
 
     Returns:
@@ -333,15 +906,28 @@ def safe_torch_load(filename_or_fileobj: FileLike,
         ``state_dict``, ``message_hub``, ``optimizer``, ...).
 
     Raises:
-        UnsafeCheckpointError: The file needs a global outside the allow-list
-            (nothing from it was executed).
-        CorruptCheckpointError: The file is truncated or not a checkpoint.
+        UnsafeCheckpointError: The file needs a global or numpy type outside
+            the allow-list (nothing from it was executed), or its records
+            declare more than ``MMSAOL_CHECKPOINT_MAX_EXPANSION`` times its
+            size.
+        CorruptCheckpointError: The file is truncated, fails a CRC-32 check,
+            or holds what torch, numpy or mmengine never write.
         FileNotFoundError: The path does not exist.
     """
     name = _file_name(filename_or_fileobj)
-    with _translate_errors(name), _allow_listed():
-        return torch.load(
-            filename_or_fileobj, map_location=map_location, weights_only=True)
+    bound = max_expansion()
+    with _translate_errors(name), \
+            _checked_file(filename_or_fileobj, bound) as file:
+        try:
+            with _allow_listed():
+                result = torch.load(file, map_location=map_location,
+                                    weights_only=True, mmap=False)
+        except Exception:
+            # Garbled bytes explain the failure better than its symptom.
+            file.raise_bad_crc()
+            raise
+        file.verify_rest()
+        return _finish(result)
 
 
 def load_from_local_safe(filename: str,
@@ -361,16 +947,29 @@ def load_from_local_safe(filename: str,
     return safe_torch_load(filename, map_location=map_location)
 
 
+def _download(url: str, model_dir: str | None, progress: bool) -> str:
+    """``torch.hub.load_state_dict_from_url``'s download step: the cached
+    file ``model_dir/<last part of the URL>``, downloaded if missing."""
+    model_dir = model_dir or os.path.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = os.path.join(model_dir,
+                          os.path.basename(urllib.parse.urlparse(url).path))
+    if not os.path.exists(cached):
+        torch.hub.download_url_to_file(url, cached, None, progress=progress)
+    return cached
+
+
 def load_from_http_safe(filename: str,
                         map_location: MapLocation = None,
                         model_dir: str | None = None,
                         progress: bool = os.isatty(0)) -> Any:
-    """mmengine's ``load_from_http`` with ``weights_only=True`` loading.
+    """mmengine's ``load_from_http``, loading with :func:`safe_torch_load`.
 
     mmengine downloads through ``torch.hub.load_state_dict_from_url``, which
     defaults to ``weights_only=False`` (arbitrary code execution from a
-    downloaded file). Here it is called with ``weights_only=True`` inside
-    the :data:`SAFE_GLOBALS` allow-list. As in mmengine, only local rank 0
+    downloaded file). Here the file is downloaded into the same cache
+    (``model_dir``, torch hub's ``checkpoints`` folder by default) and
+    loaded with :func:`safe_torch_load`. As in mmengine, only rank 0
     downloads in a distributed run; the others load the cached file.
 
     Args:
@@ -382,25 +981,15 @@ def load_from_http_safe(filename: str,
     Returns:
         The loaded checkpoint.
     """
-
-    def fetch() -> Any:
-        with _translate_errors(filename), _allow_listed():
-            return torch.hub.load_state_dict_from_url(
-                filename,
-                model_dir=model_dir,
-                map_location=map_location,
-                progress=progress,
-                weights_only=True)
-
     rank, world_size = get_dist_info()
-    checkpoint = None
+    cached = None
     if rank == 0:
-        checkpoint = fetch()
+        cached = _download(filename, model_dir, progress)
     if world_size > 1:
         torch.distributed.barrier()
         if rank > 0:
-            checkpoint = fetch()
-    return checkpoint
+            cached = _download(filename, model_dir, progress)
+    return safe_torch_load(cached, map_location=map_location)
 
 
 def install_safe_checkpoint_loader() -> None:
@@ -426,4 +1015,3 @@ def install_safe_checkpoint_loader() -> None:
                            load_from_http_safe,
                            force=True)
     mmengine_checkpoint.load_from_http = load_from_http_safe
-

@@ -1,17 +1,23 @@
 """Tests for mmsaol.compat.checkpoint (safe checkpoint loading).
 
-A real mmengine training checkpoint is made once per module by a tiny CPU
-Runner run (mmpretrain ImageClassifier, ResNet_CIFAR-18 with 8 channels,
-mmpretrain CustomDataset on 16x16 PNG files), then loaded with the safe
-loader, resumed from, and compared with crafted malicious files.
+Real mmengine training checkpoints are made once per module by tiny CPU
+Runner runs (mmpretrain ImageClassifier, ResNet_CIFAR-18 with 8 channels,
+mmpretrain CustomDataset on 16x16 PNG files), one with mmengine's stock
+CheckpointHook and one with mmsaol's AtomicCheckpointHook, then loaded with
+the safe loader, resumed from, and compared with crafted malicious and
+damaged files (each built here, opcode by opcode where pickle itself would
+not write it).
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import os.path as osp
 import pickle
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +28,12 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
+import mmsaol.engine  # noqa: F401  (registers AtomicCheckpointHook)
 from mmsaol.compat import checkpoint as safe_ckpt
 from mmsaol.compat.checkpoint import (
+    MAX_EXPANSION_ENV,
+    MAX_NESTING,
+    NUMPY_KINDS,
     SAFE_GLOBALS,
     CorruptCheckpointError,
     UnsafeCheckpointError,
@@ -33,14 +43,16 @@ from mmsaol.compat.checkpoint import (
 
 
 class _Reduce:
-    """Pickles as ``fn(*args)``: the shape of a malicious checkpoint."""
+    """Pickles as ``fn(*args)``, then ``BUILD state`` if a state is given:
+    the shape of a malicious checkpoint."""
 
-    def __init__(self, fn: Any, args: tuple) -> None:
+    def __init__(self, fn: Any, args: tuple, state: Any = None) -> None:
         self.fn = fn
         self.args = args
+        self.state = state
 
     def __reduce__(self) -> tuple:
-        return self.fn, self.args
+        return self.fn, self.args, self.state
 
     def __call__(self, *args: Any) -> Any:
         # Only so that pickle accepts a _Reduce as the callable of another
@@ -48,8 +60,8 @@ class _Reduce:
         raise AssertionError('not to be called')
 
 
-def _runner_cfg(root: Path, work_dir: Path, name: str,
-                max_epochs: int) -> dict:
+def _runner_cfg(root: Path, work_dir: Path, name: str, max_epochs: int,
+                checkpoint_hook: str = 'CheckpointHook') -> dict:
     pipeline = [{'type': 'LoadImageFromFile'}, {'type': 'PackInputs'}]
 
     def loader(split: str, shuffle: bool) -> dict:
@@ -111,7 +123,7 @@ def _runner_cfg(root: Path, work_dir: Path, name: str,
         'default_hooks': {
             # save_best adds best_score / best_ckpt to the runtime info.
             'checkpoint': {
-                'type': 'CheckpointHook',
+                'type': checkpoint_hook,
                 'interval': 1,
                 'save_best': 'auto',
             },
@@ -125,7 +137,9 @@ def _runner_cfg(root: Path, work_dir: Path, name: str,
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One real 1-epoch training run; returns its data root and checkpoint."""
+    """Real 1-epoch training runs, with mmengine's CheckpointHook
+    (``ckpt``, ``best``) and with AtomicCheckpointHook (``atomic``); returns
+    the data root and the checkpoints."""
     from mmengine.config import Config
     from mmengine.runner import Runner
     from PIL import Image
@@ -145,8 +159,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         Config(_runner_cfg(data, work_dir, 'mmsaol_safe_ckpt_train', 1)))
     runner.train()
     ckpt = work_dir / 'epoch_1.pth'
-    assert ckpt.is_file()
-    return {'data': data, 'ckpt': ckpt, 'base': base}
+    (best, ) = work_dir.glob('best_*.pth')
+    Runner.from_cfg(Config(_runner_cfg(
+        data, base / 'atomic', 'mmsaol_safe_ckpt_atomic', 1,
+        'AtomicCheckpointHook'))).train()
+    atomic = base / 'atomic' / 'epoch_1.pth'
+    assert ckpt.is_file() and atomic.is_file()
+    return {'data': data, 'ckpt': ckpt, 'best': best, 'atomic': atomic,
+            'base': base}
 
 
 @pytest.fixture
@@ -170,6 +190,111 @@ def _save(path: Path, payload: Any) -> Path:
         'state_dict': {'w': torch.ones(2)},
     }, path)
     return path
+
+
+def _text(value: str) -> bytes:
+    """Pickle opcodes pushing the string ``value``."""
+    data = value.encode()
+    return pickle.BINUNICODE + struct.pack('<I', len(data)) + data
+
+
+def _global(path: str) -> bytes:
+    """Pickle opcodes pushing the global ``path`` (module.name)."""
+    module, name = path.rsplit('.', 1)
+    return pickle.GLOBAL + f'{module}\n{name}\n'.encode()
+
+
+def _meta_pickle(value: bytes) -> bytes:
+    """A protocol-2 pickle of ``{'meta': <value>}``, ``value`` as opcodes."""
+    return (pickle.PROTO + b'\x02' + pickle.EMPTY_DICT + _text('meta') +
+            value + pickle.SETITEM + pickle.STOP)
+
+
+def _history_buffer_with(state: bytes) -> bytes:
+    """Opcodes of a HistoryBuffer (new object, as pickle protocol 2 writes
+    it) built from the state ``state`` (opcodes)."""
+    return (_global('mmengine.logging.history_buffer.HistoryBuffer') +
+            pickle.EMPTY_TUPLE + pickle.NEWOBJ + state + pickle.BUILD)
+
+
+def _rezip(src: Path, dst: Path, replace: dict | None = None,
+           compression: int = zipfile.ZIP_STORED) -> Path:
+    """Copy the archive ``src`` to ``dst``, replacing the records whose
+    names end with ``/<key>`` of ``replace``, with ``compression``."""
+    with zipfile.ZipFile(src) as zin:
+        records = [(i.filename, zin.read(i)) for i in zin.infolist()]
+    with zipfile.ZipFile(dst, 'w', compression) as zout:
+        for name, data in records:
+            for suffix, new in (replace or {}).items():
+                if name.endswith('/' + suffix):
+                    data = new
+            zout.writestr(name, data)
+    return dst
+
+
+def _archive(tmp_path: Path, name: str, data_pkl: bytes) -> Path:
+    """A torch.save archive whose pickle is ``data_pkl``."""
+    path = tmp_path / f'{name}.pth'
+    torch.save({}, path)
+    return _rezip(path, path, {'data.pkl': data_pkl})
+
+
+def _record_data(path: Path, suffix: str) -> tuple[int, int]:
+    """Offset and size of the data of the record ending with ``suffix``."""
+    with zipfile.ZipFile(path) as archive:
+        (info, ) = [i for i in archive.infolist()
+                    if i.filename.endswith(suffix)]
+    with open(path, 'rb') as f:
+        f.seek(info.header_offset)
+        name_length, extra_length = struct.unpack('<HH', f.read(30)[26:])
+    return (info.header_offset + 30 + name_length + extra_length,
+            info.file_size)
+
+
+def _flip_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _same(a: Any, b: Any, where: str = 'checkpoint') -> None:
+    """``a`` and ``b`` have the same types, structure and values."""
+    assert type(a) is type(b), (where, type(a), type(b))
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert a.flags.f_contiguous == b.flags.f_contiguous, where
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind in 'fc'), where
+    elif isinstance(a, HistoryBuffer):
+        _same(vars(a), vars(b), where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _same(a[key], b[key], f'{where}[{key!r}]')
+        if type(a) is not dict:  # OrderedDict attributes (_metadata)
+            _same(vars(a), vars(b), f'{where}.__dict__')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f'{where}[{i}]')
+    elif isinstance(a, (float, np.floating)) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, where
+
+
+def _numpy_dtypes(node: Any) -> set[np.dtype]:
+    """The dtypes of every numpy array and scalar in ``node``."""
+    if isinstance(node, (np.ndarray, np.generic)):
+        return {node.dtype}
+    if isinstance(node, HistoryBuffer):
+        node = vars(node)
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        return set().union(*map(_numpy_dtypes, node))
+    return set()
 
 
 # --- a real training checkpoint ---------------------------------------------
@@ -200,16 +325,23 @@ def test_real_checkpoint_loads(trained: dict) -> None:
         torch.load(trained['ckpt'], weights_only=True)
 
 
-def test_file_object_and_existing_safe_globals_kept(trained: dict) -> None:
+def test_file_object_and_existing_safe_globals_kept(trained: dict,
+                                                   tmp_path: Path) -> None:
     snapshot = torch.serialization.get_safe_globals()
-    # Someone else allow-listed one of our entries for the whole process.
-    assert HistoryBuffer in SAFE_GLOBALS
+    # Someone else allow-listed HistoryBuffer itself for the whole process:
+    # while mmsaol loads, its checking stand-in answers to that name (a
+    # HistoryBuffer state that is a list is still refused), and afterwards
+    # the entry is back.
     torch.serialization.add_safe_globals([HistoryBuffer])
     try:
         with open(trained['ckpt'], 'rb') as f:
             ckpt = safe_torch_load(f)
-        assert 'message_hub' in ckpt
-        # Our context manager must not remove it on exit.
+        assert type(ckpt['message_hub']['log_scalars']['train/loss']) is \
+            HistoryBuffer
+        with pytest.raises(CorruptCheckpointError,
+                           match='HistoryBuffer state that is a list'):
+            safe_torch_load(_archive(tmp_path, 'list_state', _meta_pickle(
+                _history_buffer_with(pickle.EMPTY_LIST))))
         assert HistoryBuffer in torch.serialization.get_safe_globals()
     finally:
         torch.serialization.clear_safe_globals()
@@ -267,6 +399,44 @@ def test_numpy_1_names_accepted(tmp_path: Path) -> None:
     assert torch.equal(ckpt['w'], torch.ones(2))
 
 
+@pytest.mark.parametrize('which', ['ckpt', 'best', 'atomic'])
+def test_real_checkpoints_load_as_plain_pickle_would(trained: dict,
+                                                     which: str) -> None:
+    """What the stock CheckpointHook (last and best checkpoint) and
+    AtomicCheckpointHook write loads exactly as the unrestricted pickle
+    loads it: same types, structure and values."""
+    path = trained[which]
+    safe = safe_torch_load(path, map_location='cpu')
+    plain = torch.load(path, map_location='cpu', weights_only=False)
+    _same(safe, plain)
+    assert _numpy_dtypes(safe) == {np.dtype('float64'), np.dtype('int64')}
+
+
+def test_allow_list_is_what_real_checkpoints_need(trained: dict) -> None:
+    """Every allow-listed name is used by real mmengine checkpoints (numpy
+    1.x spelling aside) and they use nothing else."""
+    used = set()
+    for which in ('ckpt', 'best', 'atomic'):
+        used |= set(torch.serialization.get_unsafe_globals_in_checkpoint(
+            trained[which]))
+    assert used == {name for _, name in SAFE_GLOBALS
+                    if not name.startswith('numpy.core.')}
+
+
+def test_stored_records_are_read_once(trained: dict,
+                                      monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    """The CRC-32 of every record torch writes is computed on the bytes
+    torch reads: no record is read a second time for its check."""
+    calls: list[str] = []
+    real = safe_ckpt._record_crc
+    monkeypatch.setattr(safe_ckpt, '_record_crc',
+                        lambda f, record: calls.append(record.name) or
+                        real(f, record))
+    safe_torch_load(trained['atomic'])
+    assert calls == []
+
+
 # --- crafted checkpoints ----------------------------------------------------
 
 
@@ -309,9 +479,8 @@ def test_getattr_only_answers_history_buffer_methods(
 
 def test_getattr_os_system_refused(tmp_path: Path) -> None:
     # The stand-in for builtins.getattr itself refuses getattr(os, 'system').
-    stand_in = {name: fn for fn, name in
-                (g for g in SAFE_GLOBALS if isinstance(g, tuple))}
-    with pytest.raises(pickle.UnpicklingError):
+    stand_in = {name: fn for fn, name in SAFE_GLOBALS}
+    with pytest.raises(safe_ckpt._Refused, match='statistics methods'):
         stand_in['builtins.getattr'](os, 'system')
     assert stand_in['builtins.getattr'](HistoryBuffer, 'mean') is \
         HistoryBuffer.mean
@@ -347,6 +516,259 @@ def test_history_buffer_statistics_cannot_be_rewritten(
         safe_torch_load(tmp_path / 'poison.pth')
     assert HistoryBuffer._statistics_methods == before
     assert HistoryBuffer([1.0, 3.0], [1, 1]).statistics('mean') == 2.0
+
+
+# --- numpy data -------------------------------------------------------------
+
+_reconstruct = safe_ckpt._numpy_multiarray()._reconstruct
+
+
+def test_numpy_values_round_trip(tmp_path: Path) -> None:
+    """Arrays and scalars of every allowed kind, in both byte orders, C and
+    Fortran order and 0-d, load as numpy's own pickle loads them. (An
+    empty array's data, b'', is pickled as builtins.bytes(), which torch's
+    weights-only unpickler refuses; mmengine checkpoints hold none.)"""
+    values = {f'{kind}{size}{order}': np.arange(6).astype(
+        f'{order}{kind}{size}').reshape(2, 3)
+        for kind, size in (('b', 1), ('i', 1), ('i', 8), ('u', 2),
+                           ('f', 2), ('f', 4), ('f', 8), ('c', 16))
+        for order in '<>'}
+    values.update(
+        fortran=np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        zero_d=np.array(3.5),
+        f4=np.float32(1.5), b=np.bool_(True), i8=np.int64(-7),
+        c8=np.complex64(1 - 2j), dtype=np.dtype('>i4'))
+    assert {v.dtype.kind for v in values.values()
+            if not isinstance(v, np.dtype)} == set(NUMPY_KINDS)
+    path = tmp_path / 'numpy.pth'
+    torch.save(values, path)
+    _same(safe_torch_load(path), pickle.loads(pickle.dumps(values)))
+
+
+@pytest.mark.parametrize('value, offending', [
+    (np.array([1, 'a'], dtype=object), "numpy dtype 'O8'"),
+    (np.zeros(2, dtype=[('a', 'f4'), ('b', 'i4')]), 'numpy dtype'),
+    (np.zeros(2, dtype=[('a', 'O')]), 'numpy dtype'),
+    (np.zeros(2, dtype=[('a', 'f4', (2, ))]), 'numpy dtype'),
+    (np.array([b'ab']), "numpy dtype 'S2'"),
+    (np.array(['ab']), "numpy dtype 'U2'"),
+    (np.array(['2020-01-01'], dtype='M8[D]'), "numpy dtype 'M8'"),
+    (np.str_('x'), "numpy dtype 'U1'"),
+    (np.dtype('O'), "numpy dtype 'O8'"),
+])
+def test_numpy_types_outside_the_allow_list(tmp_path: Path, value: Any,
+                                            offending: str) -> None:
+    """Objects, fields, sub-arrays, strings and dates, as numpy itself
+    pickles them, are refused."""
+    path = _save(tmp_path / 'numpy.pth', value)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safe_torch_load(path)
+    assert f"'{path}': it needs {offending}" in str(info.value)
+
+
+@pytest.mark.parametrize('base, field, offending', [
+    ('S8', 'O8', "numpy dtype 'S8'"),
+    ('f8', 'O8', "numpy dtype 'O8'"),
+    ('f8', 'f8', 'a numpy float64 dtype with the state'),
+])
+def test_forged_dtype_state_refused(tmp_path: Path, base: str, field: str,
+                                    offending: str) -> None:
+    """numpy's dtype ``__setstate__`` takes fields and flags from the
+    pickle: a dtype of bytes (numpy's BytesDType, formerly allow-listed)
+    given an object field and the flag 'holds references', and an array of
+    it whose 'object' is the pointer 0x4141414141414141, made copy.deepcopy
+    (``--resume``) crash. Refused before any array is built."""
+    field_dtype = _Reduce(np.dtype, (field, False, True))
+    forged = _Reduce(np.dtype, (base, False, True),
+                     (3, '|', None, ('f0', ), {'f0': (field_dtype, 0)}, 8,
+                      1, 1))
+    array = _Reduce(_reconstruct, (np.ndarray, (0, ), b'b'),
+                    (1, (1, ), forged, False, b'A' * 8))
+    path = _save(tmp_path / 'forged.pth', array)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        copy.deepcopy(safe_torch_load(path))
+    assert f"'{path}': it needs {offending}" in str(info.value)
+
+
+@pytest.mark.parametrize('payload, error, match', [
+    # A 1 TiB array: numpy allocates the shape given to _reconstruct.
+    (_Reduce(_reconstruct, (np.ndarray, (1 << 40, ), b'b')),
+     UnsafeCheckpointError, r'it needs numpy\._reconstruct\(numpy\.ndarray, '
+     r'\(1099511627776,\)'),
+    (_Reduce(np.ndarray, ((1 << 40, ), )), UnsafeCheckpointError,
+     r'it needs numpy\.ndarray\(\.\.\.\)'),
+    # numpy's own form, with a shape the data does not fill.
+    (_Reduce(_reconstruct, (np.ndarray, (0, ), b'b'),
+             (1, (1 << 40, ), np.dtype('f8'), False, b'\0' * 8)),
+     CorruptCheckpointError,
+     r'a numpy float64 array of shape \(1099511627776,\) with 8 bytes'),
+    (_Reduce(_reconstruct, (np.ndarray, (0, ), b'b')),
+     CorruptCheckpointError, 'a numpy array without its data'),
+    (_Reduce(np.dtype, ('f8', False, True),
+             (3, '<', None, None, None, -1, -1, 0, 'extra')),
+     UnsafeCheckpointError, 'numpy writes the state'),
+    # torch's own allow-list has bytearray: bytearray(1 PiB).
+    (_Reduce(bytearray, (1 << 50, )), CorruptCheckpointError,
+     'needs more memory than is available'),
+])
+def test_sizes_come_from_the_data(tmp_path: Path, payload: Any,
+                                  error: type, match: str) -> None:
+    path = _save(tmp_path / 'sized.pth', payload)
+    with pytest.raises(error, match=match) as info:
+        safe_torch_load(path)
+    assert str(path) in str(info.value)
+
+
+# --- HistoryBuffer states ---------------------------------------------------
+
+
+def _buffer(**changes: Any) -> HistoryBuffer:
+    buffer = HistoryBuffer([1.0, 2.0], [1, 1])
+    for key, value in changes.items():
+        if value is None:
+            delattr(buffer, key)
+        else:
+            setattr(buffer, key, value)
+    return buffer
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda path: _archive(path.parent, path.stem, _meta_pickle(
+        _history_buffer_with(pickle.EMPTY_LIST))),
+     'a HistoryBuffer state that is a list, not a dict'),
+    (lambda path: _save(path, _buffer(max_length=-1)),
+     'a HistoryBuffer max_length of -1'),
+    (lambda path: _save(path, _buffer(_log_history=[1.0, 2.0])),
+     'a HistoryBuffer _log_history that is not a 1-d numpy array'),
+    (lambda path: _save(path, _buffer(_count_history=None)),
+     'a HistoryBuffer state with the keys'),
+    (lambda path: _archive(path.parent, path.stem, _meta_pickle(
+        _global('mmengine.logging.history_buffer.HistoryBuffer') +
+        pickle.EMPTY_TUPLE + pickle.NEWOBJ)),
+     'a HistoryBuffer without its state'),
+])
+def test_history_buffer_state_checked(tmp_path: Path, make: Any,
+                                      match: str) -> None:
+    path = make(tmp_path / 'buffer.pth')
+    with pytest.raises(CorruptCheckpointError, match=match) as info:
+        safe_torch_load(path)
+    assert str(path) in str(info.value)
+
+
+# --- nesting ----------------------------------------------------------------
+
+
+def _nested_lists(depth: int) -> bytes:
+    """Opcodes of ``[[[...]]]`` nested ``depth`` deep (pickle itself would
+    overflow the recursion writing it)."""
+    return pickle.EMPTY_LIST * depth + pickle.APPEND * (depth - 1)
+
+
+def test_deep_nesting_refused(tmp_path: Path) -> None:
+    """200,000 nested lists made copy.deepcopy (--resume) fail with a
+    RecursionError."""
+    path = _archive(tmp_path, 'deep', _meta_pickle(_nested_lists(200_000)))
+    with pytest.raises(CorruptCheckpointError,
+                       match=f'nested more than {MAX_NESTING} levels') as info:
+        safe_torch_load(path)
+    assert str(path) in str(info.value)
+
+    path = _archive(tmp_path, 'nested', _meta_pickle(
+        _nested_lists(MAX_NESTING - 1)))
+    copy.deepcopy(safe_torch_load(path))
+
+
+def test_container_inside_itself_refused(tmp_path: Path) -> None:
+    cycle = (pickle.EMPTY_LIST + pickle.BINPUT + b'\x00' + pickle.BINGET +
+             b'\x00' + pickle.APPEND)
+    path = _archive(tmp_path, 'cycle', _meta_pickle(cycle))
+    with pytest.raises(CorruptCheckpointError, match='contains itself'):
+        safe_torch_load(path)
+
+
+def test_shared_data_stays_shared(tmp_path: Path) -> None:
+    """2**60 paths through 60 levels of shared lists: visited once each."""
+    node: list = [np.float64(1.0)]
+    for _ in range(60):
+        node = [node, node]
+    path = _save(tmp_path / 'shared.pth', node)
+    loaded = safe_torch_load(path)['meta']['note']
+    assert loaded[0] is loaded[1]
+    assert type(loaded[0][0][0]) is list
+
+
+# --- the zip container -----------------------------------------------------
+
+
+@pytest.mark.parametrize('record', ['data/0', 'data.pkl'])
+def test_bit_flip_fails_the_crc(tmp_path: Path, record: str) -> None:
+    """One flipped bit in a tensor (it loaded silently and tools/test.py
+    printed accuracy 0.0) or in the pickle (here in the text of a key)."""
+    path = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'head.weight': torch.arange(1000.0)}}, path)
+    start, size = _record_data(path, record)
+    offset = start + size // 2 if record == 'data/0' else \
+        start + path.read_bytes()[start:start + size].index(b'head') + 1
+    _flip_bit(path, offset)
+    with pytest.raises(CorruptCheckpointError) as info:
+        safe_torch_load(path)
+    message = str(info.value)
+    assert f"Cannot read checkpoint '{path}'" in message
+    assert f"record 'epoch_1/{record}' fails its CRC-32 check" in message
+
+
+def test_deflated_records_bounded_and_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch inflates deflated records (it never writes them). 16 MiB of
+    zeros deflate to about 16 KiB: refused by the default bound before
+    anything is inflated, loaded when the user raises it."""
+    stored = tmp_path / 'stored.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1 << 22)}}, stored)
+    path = _rezip(stored, tmp_path / 'zeros.pth',
+                  compression=zipfile.ZIP_DEFLATED)
+    ratio = (1 << 24) / path.stat().st_size
+    assert ratio > 500
+    monkeypatch.delenv(MAX_EXPANSION_ENV, raising=False)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safe_torch_load(path)
+    message = str(info.value)
+    assert f"Refused to load checkpoint '{path}': its records declare " \
+        '16.0 MiB' in message
+    assert f'at most 16 times ({MAX_EXPANSION_ENV})' in message
+    assert f'set {MAX_EXPANSION_ENV}={np.ceil(ratio):.0f} or more' in \
+        message
+
+    monkeypatch.setenv(MAX_EXPANSION_ENV, '2000')
+    assert torch.equal(safe_torch_load(path)['state_dict']['w'],
+                       torch.zeros(1 << 22))
+
+    # A deflated record whose data changed: inflated and CRC-checked after
+    # torch read it.
+    honest = _rezip(_save(tmp_path / 'small.pth', 'note'),
+                    tmp_path / 'deflated.pth',
+                    compression=zipfile.ZIP_DEFLATED)
+    assert safe_torch_load(honest)['meta']['note'] == 'note'
+    raw = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    start, _ = _record_data(honest, 'data/0')
+    with zipfile.ZipFile(honest) as archive:
+        (info, ) = [i for i in archive.infolist()
+                    if i.filename.endswith('data/0')]
+    changed = raw.compress(b'\0' * info.file_size) + raw.flush()
+    data = bytearray(honest.read_bytes())
+    if len(changed) == info.compress_size:
+        data[start:start + len(changed)] = changed
+        honest.write_bytes(bytes(data))
+        with pytest.raises(CorruptCheckpointError, match='CRC-32'):
+            safe_torch_load(honest)
+
+
+@pytest.mark.parametrize('value', ['0.5', 'many', '-1'])
+def test_bad_expansion_setting(tmp_path: Path, value: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_EXPANSION_ENV, value)
+    with pytest.raises(ValueError,
+                       match=f'{MAX_EXPANSION_ENV}=.* must be a number >= 1'):
+        safe_torch_load(_save(tmp_path / 'x.pth', 1))
 
 
 # --- damaged files ----------------------------------------------------------
