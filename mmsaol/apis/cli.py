@@ -24,14 +24,14 @@ from mmengine.runner import Runner
 import mmsaol  # noqa: F401  (registers components, safe checkpoint loader)
 from mmsaol.compat import CorruptCheckpointError, UnsafeCheckpointError
 from mmsaol.compat.runtime import adapt_to_host
-from mmsaol.engine import NonFiniteLossError
+from mmsaol.engine import NonFiniteLossError, WorkDirError, work_dir_error
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 #: Errors that mean "change your config, command or file": the tools print
 #: their sentence, not a traceback (``MMSAOL_DEBUG=1`` shows it).
 USER_ERRORS = (ValueError, FileNotFoundError, CorruptCheckpointError,
-               UnsafeCheckpointError, NonFiniteLossError)
+               UnsafeCheckpointError, NonFiniteLossError, WorkDirError)
 T = TypeVar('T')
 
 
@@ -129,7 +129,13 @@ def train(argv: Optional[List[str]] = None) -> None:
     if ours.seed is not None:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=ours.seed)
     adapt_to_host(cfg, amp=args.amp)
-    _build_runner(cfg).train()
+    try:
+        _build_runner(cfg).train()
+    except OSError as error:
+        explained = work_dir_error(error, cfg.work_dir)
+        if explained is None:
+            raise
+        raise explained from error
 
 
 def _set_test_output(cfg: Config, head: str) -> None:

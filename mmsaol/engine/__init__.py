@@ -18,12 +18,13 @@ from .hooks import (
     checkpoint_problem,
     install_safe_resume_hook,
 )
+from .work_dir import WorkDirError, work_dir_error
 
 install_safe_resume_hook()
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook',
     'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'ResumeError', 'SafeResumeHook', 'atomic_write', 'checkpoint_problem',
-    'install_safe_resume_hook'
+    'ResumeError', 'SafeResumeHook', 'WorkDirError', 'atomic_write',
+    'checkpoint_problem', 'install_safe_resume_hook', 'work_dir_error'
 ]

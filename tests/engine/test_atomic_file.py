@@ -39,8 +39,10 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path,
         raise OSError(28, 'No space left on device')
 
     monkeypatch.setattr(os, 'fsync', failing_fsync)
-    with pytest.raises(OSError, match='No space left'):
+    with pytest.raises(OSError, match='No space left') as info:
         atomic_write('epoch_2.pth', target)
+    assert info.value.errno == 28
+    assert info.value.filename == str(target)  # not the temporary file
     assert target.read_text() == 'epoch_1.pth'
     assert seen == [n for n in seen if n.startswith('.last_checkpoint.')]
     assert len(seen) == 1

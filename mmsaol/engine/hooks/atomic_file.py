@@ -75,20 +75,35 @@ def atomic_write(data: Union[bytes, str], filepath: PathLike,
     temp = osp.join(
         dirname, f'.{osp.basename(filepath)}.{os.getpid()}.'
         f'{secrets.token_hex(4)}.tmp')
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise _naming(error, filepath) from error
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, filepath)
-    except BaseException:
+    except BaseException as error:
         try:
             os.remove(temp)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            raise _naming(error, filepath) from error
         raise
     _fsync_dir(dirname)
+
+
+def _naming(error: OSError, filepath: str) -> OSError:
+    """``error`` naming ``filepath`` (a failed write or fsync, e.g. on a full
+    disk, names no file; the temporary file's name means nothing to the
+    user)."""
+    if error.errno is None:
+        return error
+    # OSError(errno, ...) returns the matching subclass (PermissionError).
+    return OSError(error.errno, error.strerror, filepath)
 
 
 @register_backend('atomic_local')
