@@ -115,25 +115,35 @@ def test_prunes_after_saving(make_runner, tmp_path: Path) -> None:
     assert pointer(tmp_path) == str(tmp_path / 'epoch_2.pth')
 
 
-@pytest.mark.parametrize('damage', ['missing', 'truncated'])
+@pytest.mark.parametrize('damage', ['missing', 'truncated', 'binary'])
 def test_auto_resume_falls_back_to_newest_complete_checkpoint(
         trained: Path, tmp_path: Path, make_runner, damage: str) -> None:
     run = copy_run(trained, tmp_path / 'run')
     last = run / 'epoch_2.pth'
     if damage == 'missing':
         last.unlink()
-    else:
+    elif damage == 'truncated':
         data = last.read_bytes()
         last.write_bytes(data[:len(data) // 2])
+    else:  # the pointer holds no text; epoch_2.pth is the newest
+        (run / 'last_checkpoint').write_bytes(b'\x80\x04\x95\x00' * 8)
+        last = run / 'epoch_1.pth'
+        last.unlink()
     leftover = run / '.epoch_3.pth.12345.0123abcd.tmp'
     leftover.write_bytes(b'partial')
 
     runner, start = resume(make_runner, run)
 
-    assert start == (1, 2)  # epoch_1.pth
     log = ''.join(p.read_text() for p in run.glob('*/*.log'))
-    assert f'names {str(last)!r}, but it' in log
-    assert f'newest complete checkpoint, {run / "epoch_1.pth"}' in log
+    if damage == 'binary':
+        assert start == (2, 4)  # epoch_2.pth
+        assert 'last_checkpoint holds binary data, not the path of a ' \
+            f'checkpoint. Resuming from the newest complete checkpoint, ' \
+            f'{run / "epoch_2.pth"}, instead' in log
+    else:
+        assert start == (1, 2)  # epoch_1.pth
+        assert f'names {str(last)!r}, but it' in log
+        assert f'newest complete checkpoint, {run / "epoch_1.pth"}' in log
     assert runner.epoch == 3 and runner.iter == 6
     assert pointer(run) == str(run / 'epoch_3.pth')
     assert not leftover.exists()
@@ -149,6 +159,16 @@ def test_auto_resume_without_complete_checkpoint_says_what_to_do(
                        r'\.pth.*, but it is empty, and no other complete '
                        r'checkpoint.*--resume PATH.*delete'):
         resume(make_runner, run)
+
+
+def test_binary_pointer_without_checkpoint_says_what_to_do(
+        tmp_path: Path, make_runner) -> None:
+    (tmp_path / 'last_checkpoint').write_bytes(b'\x00\xff' * 4)
+    with pytest.raises(FileNotFoundError,
+                       match=r'--resume: .*last_checkpoint holds binary data, '
+                       r'not the path of a checkpoint, and no other complete '
+                       r'checkpoint.*--resume PATH.*delete'):
+        resume(make_runner, tmp_path)
 
 
 def test_valid_pointer_is_left_alone(trained: Path, tmp_path: Path,

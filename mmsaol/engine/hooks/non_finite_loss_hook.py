@@ -125,7 +125,7 @@ class NonFiniteLossHook(Hook):
         pointer = osp.join(runner.work_dir, 'last_checkpoint')
         last = None
         if osp.isfile(pointer):
-            with open(pointer) as f:
+            with open(pointer, errors='replace') as f:
                 last = f.read().strip()
         if not last:
             return 'No checkpoint had been saved yet.'
