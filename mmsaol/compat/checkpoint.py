@@ -66,7 +66,7 @@ __all__ = [
     'DEFAULT_MAX_EXPANSION', 'MAX_EXPANSION_ENV', 'MAX_NESTING',
     'SAFE_GLOBALS', 'CorruptCheckpointError', 'UnsafeCheckpointError',
     'install_safe_checkpoint_loader', 'load_from_http_safe',
-    'load_from_local_safe', 'max_expansion', 'safe_torch_load'
+    'load_from_local_safe', 'loaded_from', 'max_expansion', 'safe_torch_load'
 ]
 
 FileLike = Union[str, 'os.PathLike[str]', IO[bytes]]
@@ -403,6 +403,33 @@ _SAFE_NAMES = frozenset(name for _, name in SAFE_GLOBALS)
 # torch keeps the allow-list in one process-wide set, so two threads loading
 # at the same time would remove each other's entries on exit.
 _LOCK = threading.RLock()
+# Per thread: (id, keys, file name) of the object safe_torch_load returned
+# last (the keys guard against a new object at a reused address).
+_LAST_LOADED = threading.local()
+
+
+def loaded_from(checkpoint: Any) -> str | None:
+    """The file :func:`safe_torch_load` read ``checkpoint`` from.
+
+    mmengine's ``after_load_checkpoint`` hooks get the loaded dict but not
+    its file name; the loader remembers the last object it returned in each
+    thread (mmengine calls the hooks right after loading).
+
+    Args:
+        checkpoint: An object :func:`safe_torch_load` returned.
+
+    Returns:
+        str | None: Its file name, or None if it is not the last object
+        returned in this thread.
+    """
+    last = getattr(_LAST_LOADED, 'value', None)
+    if last is None or last[:2] != (id(checkpoint), _keys(checkpoint)):
+        return None
+    return last[2]
+
+
+def _keys(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, dict) else ()
 
 
 def _pickle_name(entry: Any) -> str | None:
@@ -927,7 +954,9 @@ def safe_torch_load(filename_or_fileobj: FileLike,
             file.raise_bad_crc()
             raise
         file.verify_rest()
-        return _finish(result)
+        result = _finish(result)
+    _LAST_LOADED.value = (id(result), _keys(result), name)
+    return result
 
 
 def load_from_local_safe(filename: str,

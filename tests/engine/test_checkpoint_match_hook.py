@@ -1,5 +1,7 @@
 """CheckpointMatchHook: a checkpoint of another config is refused or
-reported, instead of loading silently into a partly random model."""
+reported, instead of loading silently into a partly random model; one
+that fits by name and shape but not by content is refused."""
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,68 @@ def test_obsolete_attention_bias_is_not_a_foreign_key(make_runner,
     runner.load_checkpoint(str(path))
     assert torch.equal(runner.model.head.spatial_cls.weight,
                        state['head.spatial_cls.weight'])
+
+
+def _corrupt(value: torch.Tensor, how: str):
+    """``value`` as a checkpoint that fits by name and shape but not by
+    content would hold it."""
+    if how == 'numpy':
+        return value.numpy()
+    if how == 'meta':
+        return value.to('meta')
+    if not value.is_floating_point():
+        return value
+    if how == 'int8':
+        return value.to(torch.int8)
+    return torch.full_like(value, float('nan'))  # 'nan'
+
+
+@pytest.mark.parametrize('how, problem', [
+    ('numpy', 'is a numpy.ndarray, not a tensor'),
+    ('meta', 'is on the meta device (it holds no values)'),
+    ('int8', 'is torch.int8 (integer) where the model has torch.float32 '
+     '(floating-point)'),
+    ('nan', 'holds 216 of 216 values that are NaN or inf'),
+])
+@pytest.mark.parametrize('resume', [False, True])
+def test_values_that_fit_only_by_shape_are_refused(
+        make_runner, tmp_path: Path, how: str, problem: str,
+        resume: bool) -> None:
+    """A state_dict of numpy arrays, on the meta device, of int8 where the
+    model has float32, or all NaN loaded "successfully" and evaluated at
+    chance or 0%; refused with the file and the first bad entry, when
+    evaluating (load_checkpoint, as tools/test.py) and resuming."""
+    path = save_model(make_runner, tmp_path, 'good')
+    state = torch.load(path)['state_dict']
+    bad = tmp_path / f'{how}.pth'
+    torch.save({'state_dict': {k: _corrupt(v, how) for k, v in
+                               state.items()}, 'meta': {}}, bad)
+    message = (rf"^The checkpoint '{re.escape(str(bad))}' does not hold "
+               rf'usable values: backbone\.conv1\.weight {re.escape(problem)} '
+               r'\(\d+ more entries too\)\. .*Re-save the trained model')
+    if resume:
+        runner = make_runner(tmp_path / 'run', resume=True,
+                             load_from=str(bad),
+                             hooks=[CheckpointMatchHook()])
+        with pytest.raises(CheckpointMismatchError, match=message):
+            runner.train()
+    else:
+        runner = make_runner(tmp_path / 'run', hooks=[CheckpointMatchHook()])
+        with pytest.raises(CheckpointMismatchError, match=message):
+            runner.load_checkpoint(str(bad))
+
+
+def test_half_precision_checkpoint_loads(make_runner,
+                                         tmp_path: Path) -> None:
+    """float16 weights for a float32 model are the same dtype class."""
+    path = save_model(make_runner, tmp_path, 'good')
+    state = torch.load(path)['state_dict']
+    half = tmp_path / 'half.pth'
+    torch.save({'state_dict': {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in state.items()}, 'meta': {}}, half)
+    runner = make_runner(tmp_path / 'run', hooks=[CheckpointMatchHook()])
+    runner.load_checkpoint(str(half))
+    torch.testing.assert_close(
+        runner.model.head.spatial_cls.weight,
+        state['head.spatial_cls.weight'].half().float())

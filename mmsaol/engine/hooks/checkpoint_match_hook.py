@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmpretrain.registry import HOOKS
+
+from ...compat.checkpoint import loaded_from
 
 __all__ = ['CheckpointMismatchError', 'CheckpointMatchHook']
 
@@ -29,6 +31,37 @@ def _listing(items: List[str]) -> str:
     return ', '.join(items[:SHOWN]) + more
 
 
+def _kind(dtype: torch.dtype) -> str:
+    """The class of a dtype: what copying a value into it preserves."""
+    if dtype.is_floating_point:
+        return 'floating-point'
+    if dtype.is_complex:
+        return 'complex'
+    return 'boolean' if dtype == torch.bool else 'integer'
+
+
+def _bad_value(value: Any, reference: torch.Tensor) -> Optional[str]:
+    """Why ``value`` cannot stand for the model's ``reference`` tensor
+    (same name and shape), or None.
+
+    mmengine copies whatever has the right shape: a numpy array, a tensor
+    on the meta device (no values), int8 codes into float32 weights, NaN.
+    """
+    if not isinstance(value, torch.Tensor):
+        kind = type(value)
+        return f'is a {kind.__module__}.{kind.__qualname__}, not a tensor'
+    if value.is_meta:
+        return 'is on the meta device (it holds no values)'
+    if _kind(value.dtype) != _kind(reference.dtype):
+        return (f'is {value.dtype} ({_kind(value.dtype)}) where the model '
+                f'has {reference.dtype} ({_kind(reference.dtype)})')
+    if value.is_floating_point() or value.is_complex():
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            return f'holds {bad} of {value.numel()} values that are NaN or inf'
+    return None
+
+
 @HOOKS.register_module()
 class CheckpointMatchHook(Hook):
     """Refuse a checkpoint that does not fit the model, say what differs.
@@ -47,7 +80,11 @@ class CheckpointMatchHook(Hook):
     - when any model weight would not be loaded (missing from the
       checkpoint, or of another shape) and the run resumes (``--resume``)
       or evaluates (``tools/test.py``, ``runner.val()``); on resume also for
-      checkpoint tensors the model does not have.
+      checkpoint tensors the model does not have;
+    - always, when an entry that fits a model tensor by name and shape
+      cannot stand for it: not a tensor (a numpy array), on the meta device,
+      of another dtype class (integer codes for float weights), or holding
+      NaN or inf. The message names the file and the first such entry.
 
     When training starts from ``load_from`` (fine-tuning, where a new head
     is expected) a partial fit above ``min_loaded`` is one warning that
@@ -76,6 +113,7 @@ class CheckpointMatchHook(Hook):
         source = checkpoint.get('state_dict', checkpoint)
         given: Dict[str, torch.Tensor] = {
             re.sub(r'^module\.', '', k): v for k, v in source.items()}
+        self._check_values(runner, checkpoint, given, model.state_dict())
         # Integer buffers (BN's num_batches_tracked) carry no weights.
         wanted = {k: v for k, v in model.state_dict().items()
                   if v.is_floating_point()}
@@ -131,3 +169,23 @@ class CheckpointMatchHook(Hook):
             'weights keep their initial values. That is expected when '
             'fine-tuning with a new head; otherwise the checkpoint comes '
             'from another config.')
+
+    @staticmethod
+    def _check_values(runner, checkpoint: dict, given: Dict[str, Any],
+                      wanted: Dict[str, torch.Tensor]) -> None:
+        """Refuse entries that fit by name and shape but not by content."""
+        bad = [(key, problem) for key, reference in wanted.items()
+               if key in given and _shape(given[key]) == _shape(reference)
+               for problem in [_bad_value(given[key], reference)] if problem]
+        if not bad:
+            return
+        name = loaded_from(checkpoint) or getattr(runner, '_load_from', None)
+        where = f'The checkpoint {str(name)!r}' if name else 'The checkpoint'
+        key, problem = bad[0]
+        more = f' ({len(bad) - 1} more entries too)' if len(bad) > 1 else ''
+        raise CheckpointMismatchError(
+            f'{where} does not hold usable values: {key} {problem}{more}. '
+            'mmengine would copy it into the model as it is. Re-save the '
+            'trained model with torch.save({"state_dict": '
+            'model.state_dict()}, path) (tensors, float weights), or use '
+            'another checkpoint.')
