@@ -78,6 +78,9 @@ class Variant:
         study (str, optional): Share the runs of this variant in another
             study (same name and definition there): e.g. an ablation's
             reference row reuses the main study's records.
+        output_names (dict): Table names of the heads, where they differ
+            from :data:`HEAD_NAMES` (e.g. ``{"saol": "first head"}`` for
+            a model without SAOL).
     """
 
     name: str
@@ -86,6 +89,7 @@ class Variant:
     heads: Sequence[Optional[str]] = (None, )
     maps: Sequence[str] = ()
     study: Optional[str] = None
+    output_names: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,16 +184,17 @@ def load_study(spec: str) -> Study:
     variants = []
     for item in raw['variants']:
         extra = set(item) - {'name', 'config', 'options', 'heads', 'maps',
-                             'study'}
+                             'study', 'output_names'}
         if extra or 'name' not in item or 'config' not in item:
             raise ValueError(
                 f'Study file {path}: every variant needs "name" and "config" '
-                'and may have "options", "heads", "maps", "study"; got '
+                'and may have "options", "heads", "maps", "study", '
+                '"output_names"; got '
                 f'{sorted(item)}.')
         variants.append(Variant(
             item['name'], item['config'], list(item.get('options', [])),
             tuple(item.get('heads', [None])), tuple(item.get('maps', [])),
-            item.get('study')))
+            item.get('study'), dict(item.get('output_names', {}))))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f'Study file {path}: variant names must be unique, '
@@ -493,8 +498,10 @@ def write_results(study: Study, results_dir: str,
     """Write ``results/<study>/results.json`` (all records, the baseline)
     and return its content."""
     records = collect(study, results_dir, extra)
+    names = {v.name: v.output_names for v in study.variants
+             if v.output_names and v.name in records}
     data = dict(study=study.name, description=study.description,
-                baseline=study.baseline, results={
+                baseline=study.baseline, output_names=names, results={
                     name: {k: {str(s): v for s, v in per.items()}
                            for k, per in rows.items()}
                     for name, rows in records.items()})
@@ -518,6 +525,7 @@ def markdown_tables(data: dict) -> str:
     """The accuracy table (and, when maps were scored, the localisation
     table) of a results file's content."""
     results = data['results']
+    output_names = data.get('output_names', {})
     base_name = data.get('baseline')
     base = None
     if base_name in results:
@@ -536,7 +544,9 @@ def markdown_tables(data: dict) -> str:
                                   for s, v in per_seed.items())
                 diff = '—' if base is None or per_seed is base else \
                     fmt_difference(paired_difference(per_seed, base))
-                top1.append(f'| {name} | {HEAD_NAMES.get(what, what)} | '
+                output = output_names.get(name, {}).get(
+                    what, HEAD_NAMES.get(what, what))
+                top1.append(f'| {name} | {output} | '
                             f'{fmt_mean_std(list(per_seed.values()))} | '
                             f'{cells} | {diff} |')
             elif what == WSOL_KEYS[0]:
