@@ -151,18 +151,45 @@ PROBLEMS: Tuple[Problem, ...] = (
         'Check `data_root` / `data_prefix` (one sub-folder per class for '
         '`CustomDataset`) and `indices`.'),
     Problem(
+        'empty_class_folder',
+        ('holds no image file', ),
+        'A class sub-folder of a `CustomDataset` folder has no image with a '
+        'supported extension. It still counts as a class: its label index '
+        'and `num_classes` include it, and no sample has it.',
+        'Delete the folder (and lower `num_classes`), or add its images.'),
+    Problem(
         'unreadable_image',
-        ('failed to load image:', ),
-        'An image file cannot be decoded (incomplete download, not an '
-        'image).',
+        ('Cannot read image', ),
+        'An image file is empty (0 bytes) or not an image (an incomplete '
+        "copy or download). mmsaol's `LoadImageFromFile` (mmcv's, "
+        'registered in its place) names the file; mmcv raised `cv2.error` '
+        '(`imdecode_`) or `failed to load image` without saying why.',
         'Replace or delete the file the message names.'),
+    Problem(
+        'huge_image',
+        ('pixels OpenCV decodes', ),
+        "An image's header claims more than OpenCV's limit of 2^30 pixels "
+        '(e.g. 50000x50000): a damaged or crafted header, or a huge image.',
+        'Replace or shrink the image; for a genuine one raise the limit '
+        'with the environment variable `OPENCV_IO_MAX_IMAGE_PIXELS`.'),
     Problem(
         'corrupt_checkpoint',
         ('the file is truncated, damaged or not a checkpoint', ),
-        'The checkpoint is incomplete: killed while saving with the stock '
-        '`CheckpointHook`, or an incomplete copy or download.',
+        'The checkpoint is incomplete (killed while saving with the stock '
+        '`CheckpointHook`, an incomplete copy or download) or damaged (a '
+        'record fails its CRC-32 check: bytes changed on disk or in '
+        'transfer), or holds data torch, numpy and mmengine never write.',
         'Use another checkpoint. With `AtomicCheckpointHook` (the shipped '
         'configs) a kill never leaves a partial checkpoint.'),
+    Problem(
+        'oversized_checkpoint',
+        ('its records declare', ),
+        "The checkpoint's zip records declare more data than "
+        '`MMSAOL_CHECKPOINT_MAX_EXPANSION` (default 16) times the file '
+        'size: a deflate bomb, or a re-zipped checkpoint of mostly zeros '
+        '(torch itself never compresses). Nothing was inflated.',
+        'If you trust the file, set `MMSAOL_CHECKPOINT_MAX_EXPANSION` to '
+        'the number the message gives.'),
     Problem(
         'resume_without_checkpoint',
         ('no other complete checkpoint of this run was found', ),
@@ -175,7 +202,8 @@ PROBLEMS: Tuple[Problem, ...] = (
         'unsafe_checkpoint',
         ('which is not allowed. The file was NOT executed', ),
         'The checkpoint pickles objects other than tensors and the types '
-        'mmengine checkpoints contain: possibly malicious, or made by '
+        'mmengine checkpoints contain (among numpy data only numeric '
+        'arrays, scalars and dtypes): possibly malicious, or made by '
         'another tool.',
         'Do not load files you do not trust. If you trust it, re-save its '
         '`state_dict` as plain tensors in the tool that made it (the '
@@ -190,6 +218,15 @@ PROBLEMS: Tuple[Problem, ...] = (
         "Use the config it was trained with (stored in it as "
         "`meta['cfg']`). Fine-tuning with a new head from `load_from` gives "
         'a warning, not this error.'),
+    Problem(
+        'checkpoint_values',
+        ('does not hold usable values', ),
+        'A `state_dict` entry fits the model by name and shape but is a '
+        'numpy array, on the meta device, of another dtype class (int8 '
+        'codes for float weights) or NaN/inf; mmengine would copy it as it '
+        'is and the model would predict at chance.',
+        'Re-save the trained model with `torch.save({"state_dict": '
+        'model.state_dict()}, path)`, or use another checkpoint.'),
     Problem(
         'non_finite_loss',
         ('Non-finite loss at', 'Refused to save a checkpoint after '

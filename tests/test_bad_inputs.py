@@ -13,11 +13,16 @@ command-line tools.
 from __future__ import annotations
 
 import glob
+import io
+import logging
 import os
 import os.path as osp
 import re
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Type
@@ -26,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint
 from mmpretrain.registry import DATASETS, MODELS
 from mmpretrain.structures import DataSample
@@ -35,6 +41,7 @@ from mmsaol.compat.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
 )
+from mmsaol.datasets import UnreadableImageError
 from mmsaol.engine import AtomicCheckpointHook, CheckpointMismatchError
 from mmsaol.troubleshooting import (
     PROBLEMS,
@@ -173,6 +180,42 @@ class Exploit:
         return os.system, (f'touch {self.marker}', )
 
 
+def load_bit_flipped_checkpoint(tmp_path: Path) -> None:
+    """One bit flipped in the middle of the largest tensor record."""
+    path = saved_weights(tmp_path / 'epoch_2.pth')
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack(
+        '<HH', data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length +
+         info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    load_checkpoint(MODELS.build(MODEL), str(path))
+
+
+def load_oversized_checkpoint(tmp_path: Path) -> None:
+    """16 MiB of zeros deflated into a file of about 16 KiB."""
+    stored = tmp_path / 'stored.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1 << 22)}}, stored)
+    with zipfile.ZipFile(stored) as zin, zipfile.ZipFile(
+            tmp_path / 'zeros.pth', 'w', zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    load_checkpoint(MODELS.build(MODEL), str(tmp_path / 'zeros.pth'))
+
+
+def evaluate_checkpoint_with_nan_weights(tmp_path: Path) -> None:
+    model = MODELS.build(MODEL)
+    path = tmp_path / 'nan.pth'
+    torch.save({'state_dict': {
+        k: torch.full_like(v, float('nan')) if v.is_floating_point() else v
+        for k, v in model.state_dict().items()}, 'meta': {}}, path)
+    runner = runner_with(tmp_path,
+                         custom_hooks=[dict(type='CheckpointMatchHook')])
+    runner.load_checkpoint(str(path))
+
+
 def load_malicious_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': Exploit(tmp_path / 'pwned')}, path)
@@ -228,16 +271,38 @@ def custom_dataset(tmp_path: Path, files: Dict[str, bytes]):
         pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
 
 
-def read_unreadable_image(tmp_path: Path) -> None:
-    good = tmp_path / 'good.png'
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(good)
-    jpeg = tmp_path / 'ok.jpg'
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(jpeg)
-    dataset = custom_dataset(tmp_path, {
-        'cat/good.png': good.read_bytes(),
-        'dog/broken.jpg': jpeg.read_bytes()[:40]})
-    for i in range(len(dataset)):
-        dataset[i]
+def image_bytes(suffix: str) -> bytes:
+    """A 16x16 black image in the format of ``suffix`` (``.png``)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(
+        buffer, format={'.png': 'PNG', '.jpg': 'JPEG'}[suffix])
+    return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` RGB pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+
+    return (b'\x89PNG\r\n\x1a\n' +
+            chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0,
+                                       0, 0)) +
+            chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+
+
+def read_images(files: Dict[str, bytes]) -> Callable[[Path], None]:
+    """Load every image of a CustomDataset folder holding ``files`` (and
+    a good ``cat/good.png``) through the stock pipeline."""
+
+    def run(tmp_path: Path) -> None:
+        dataset = custom_dataset(
+            tmp_path, {'cat/good.png': image_bytes('.png'), **files})
+        for i in range(len(dataset)):
+            dataset[i]
+
+    return run
 
 
 @dataclass
@@ -355,14 +420,43 @@ CASES: Dict[str, Case] = {
         'empty_dataset',
         match=r"DigitsCanvas\(split='train'\): indices=0 selects no image"),
     'unreadable image': Case(
-        read_unreadable_image, 'unreadable_image', error=AssertionError,
-        match=r'failed to load image: .*dog/broken\.jpg'),
+        read_images({'dog/broken.jpg': image_bytes('.jpg')[:40]}),
+        'unreadable_image', error=UnreadableImageError,
+        match=r"^Cannot read image '.*dog/broken\.jpg': it cannot be decoded "
+        r'as an image \(the decoder returned nothing\); replace it or '
+        r'delete it'),
+    'empty image file': Case(
+        read_images({'dog/empty.png': b''}), 'unreadable_image',
+        error=UnreadableImageError,
+        match=r"^Cannot read image '.*dog/empty\.png': the file is empty "
+        r'\(0 bytes\); replace it'),
+    'image header claiming 50000x50000': Case(
+        read_images({'dog/huge.png': png_header(50000, 50000)}),
+        'huge_image', error=UnreadableImageError,
+        match=r"^Cannot read image '.*dog/huge\.png': its header claims more "
+        r'than the 2\^30 pixels OpenCV decodes .*OPENCV_IO_MAX_IMAGE_PIXELS'),
     # ------------------------------------------------------- checkpoints
     'truncated checkpoint': Case(
         load_truncated_checkpoint, 'corrupt_checkpoint',
         error=CorruptCheckpointError,
         match=r"Cannot read checkpoint '.*epoch_3\.pth': .*Use the "
         r'previous checkpoint'),
+    'checkpoint with a flipped bit': Case(
+        load_bit_flipped_checkpoint, 'corrupt_checkpoint',
+        error=CorruptCheckpointError,
+        match=r"Cannot read checkpoint '.*epoch_2\.pth': .*record "
+        r"'epoch_2/data/\d+' fails its CRC-32 check"),
+    'checkpoint inflating to 1000x its size': Case(
+        load_oversized_checkpoint, 'oversized_checkpoint',
+        error=UnsafeCheckpointError,
+        match=r"Refused to load checkpoint '.*zeros\.pth': its records "
+        r"declare 16\.0 MiB, \d+ times the file's size .*set "
+        r'MMSAOL_CHECKPOINT_MAX_EXPANSION=\d+ or more'),
+    'checkpoint with NaN weights, evaluated': Case(
+        evaluate_checkpoint_with_nan_weights, 'checkpoint_values',
+        error=CheckpointMismatchError,
+        match=r"The checkpoint '.*nan\.pth' does not hold usable values: "
+        r'backbone\.conv1\.weight holds 216 of 216 values that are NaN'),
     'malicious checkpoint': Case(
         load_malicious_checkpoint, 'unsafe_checkpoint',
         error=UnsafeCheckpointError,
@@ -405,6 +499,32 @@ def test_bad_input(name: str, tmp_path: Path) -> None:
     assert re.search(case.match, message, flags=re.S), message
     quoted = problem(case.key).messages
     assert any(text in message for text in quoted), (quoted, message)
+
+
+def test_empty_class_folder_warns(tmp_path: Path) -> None:
+    """An empty class folder silently became a class; upstream's warning
+    gives the folder's name only."""
+    (tmp_path / 'data' / 'dog').mkdir(parents=True)
+    records: list = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        dataset = custom_dataset(tmp_path,
+                                 {'cat/good.png': image_bytes('.png')})
+    finally:
+        logger.removeHandler(handler)
+    assert dataset.metainfo['classes'] == ('cat', 'dog')
+    folder = re.escape(str(tmp_path / 'data' / 'dog'))
+    (message, ) = [r.getMessage() for r in records
+                   if 'Class folder' in r.getMessage()]
+    assert re.search(rf"^Class folder '{folder}' holds no image file \(.*"
+                     r"\.png.*\), but it still counts as class 1 \('dog'\) "
+                     r'of 2: delete the folder, or add its images\.$',
+                     message), message
+    assert any(text in message
+               for text in problem('empty_class_folder').messages)
 
 
 # ------------------------------------------------------ command line
@@ -474,11 +594,13 @@ def test_cli_user_error_has_no_traceback(name: str, cli_results) -> None:
 
 # ------------------------------------------------ the README's table
 def test_every_row_is_produced_by_a_test() -> None:
-    """No README row without a test that produces its message: here, or
-    in tests/engine (which compare with the row too)."""
+    """No README row without a test that produces its message: a case
+    here, a test here or in tests/engine that compares with the row
+    (``problem('<key>')``)."""
     keys = {case.key for case in CASES.values()}
     keys |= {key for _, key, _ in CLI_CASES.values()}
-    for path in glob.glob(osp.join(REPO, 'tests', 'engine', 'test_*.py')):
+    for path in [__file__, *glob.glob(
+            osp.join(REPO, 'tests', 'engine', 'test_*.py'))]:
         with open(path) as f:
             keys |= set(re.findall(r"problem\('(\w+)'\)", f.read()))
     assert keys - {None} == {row.key for row in PROBLEMS}
