@@ -8,6 +8,7 @@ import os.path as osp
 from numbers import Real
 from typing import Any, Dict, List, Optional
 
+import torch
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import FlexibleRunner, Runner
@@ -157,6 +158,15 @@ def _param_groups(optim_wrapper) -> Optional[List[dict]]:
     if isinstance(optim_wrapper, OptimWrapper):
         return optim_wrapper.optimizer.param_groups
     return None
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """``a != b`` for optimizer settings (tensors compare by value)."""
+    try:
+        return bool(a != b)
+    except (RuntimeError, TypeError, ValueError):  # a tensor of several
+        return not (isinstance(a, torch.Tensor) and isinstance(
+            b, torch.Tensor) and torch.equal(a, b))
 
 
 def _base_lr(group: dict) -> Any:
@@ -318,7 +328,7 @@ class SafeResumeHook(Hook):
             key for want, group in zip(wanted, groups)
             for key in want.keys() & group.keys()
             if key not in LR_KEYS and not key.startswith('initial_')
-            and want[key] != group[key]})
+            and _differs(want[key], group[key])})
         if changed:
             runner.logger.warning(
                 f'--resume keeps the optimizer settings of {source} for '
