@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from mmcv.transforms import LoadImageFromFile
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
@@ -212,8 +213,14 @@ class DigitsCanvas(BaseDataset):
 
 
 def _reads_files(pipeline: Sequence) -> bool:
-    return any(getattr(t, 'get', lambda _: None)('type') in FILE_LOADERS
-               or type(t).__name__ in FILE_LOADERS for t in pipeline)
+    """Whether a pipeline (configs or built transforms) loads image files."""
+    for transform in pipeline:
+        kind = transform.get('type') if isinstance(transform, dict) \
+            else type(transform)
+        if kind in FILE_LOADERS or (isinstance(kind, type) and issubclass(
+                kind, LoadImageFromFile)):
+            return True
+    return False
 
 
 def _file_name(index: int) -> str:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmcv.transforms import Compose
+from mmcv.transforms import Compose, LoadImageFromFile
 from mmengine.config import Config
 from mmpretrain.apis import ImageClassificationInferencer, get_model
 from mmpretrain.registry import DATASETS, TRANSFORMS
@@ -108,9 +108,11 @@ def test_png_cache_holds_the_same_pixels_and_is_written_once(tmp_path):
 
 
 def test_file_pipeline_without_data_root_is_explained():
-    with pytest.raises(ValueError, match='data_root'):
-        DigitsCanvas(split='val', pipeline=[dict(type='LoadImageFromFile'),
-                                            dict(type='PackInputs')])
+    built = TRANSFORMS.build(dict(type='LoadImageFromFile'))
+    for loader in (dict(type='LoadImageFromFile'), built):
+        with pytest.raises(ValueError, match='data_root'):
+            DigitsCanvas(split='val', pipeline=[loader,
+                                                dict(type='PackInputs')])
 
 
 DEMO = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
@@ -132,8 +134,7 @@ def test_demo_pipelines_read_the_cached_files(tmp_path):
         dataset_cfg = cfg[loader].dataset
         dataset_cfg.indices = 3
         dataset = DATASETS.build(dataset_cfg)
-        assert dataset.pipeline.transforms[0].__class__.__name__ == \
-            'LoadImageFromFile'
+        assert isinstance(dataset.pipeline.transforms[0], LoadImageFromFile)
         for i in range(3):
             item, info = dataset[i], dataset.get_data_info(i)
             expected = torch.from_numpy(info['img']).permute(2, 0, 1)
