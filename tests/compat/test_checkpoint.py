@@ -38,6 +38,7 @@ from mmsaol.compat.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
     install_safe_checkpoint_loader,
+    loaded_from,
     safe_torch_load,
 )
 
@@ -794,6 +795,15 @@ def test_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(CorruptCheckpointError, match='junk.pth'):
         safe_torch_load(path)
+
+
+def test_loaded_from_names_the_file_loaded_last(tmp_path: Path) -> None:
+    """What after_load_checkpoint hooks use to name the file."""
+    first = safe_torch_load(_save(tmp_path / 'a.pth', 1))
+    second = safe_torch_load(_save(tmp_path / 'b.pth', 2))
+    assert loaded_from(second) == str(tmp_path / 'b.pth')
+    assert loaded_from(first) is None
+    assert loaded_from(dict(second)) is None
 
 
 # --- mmengine's API after install -------------------------------------------
