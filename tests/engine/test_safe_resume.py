@@ -19,6 +19,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
+from mmengine.runner import FlexibleRunner
 from mmpretrain.registry import METRICS
 
 from mmsaol.compat.checkpoint import safe_torch_load
@@ -355,3 +356,5 @@ def test_every_runner_gets_the_hook_once(tmp_path: Path,
     assert count(make_runner(tmp_path / 'a')) == 1
     assert count(make_runner(tmp_path / 'b', custom_hooks=[
         dict(type='SafeResumeHook')])) == 1
+    # FlexibleRunner (DeepSpeed, FSDP) has its own register_hooks.
+    assert FlexibleRunner.register_hooks._adds_safe_resume_hook
