@@ -447,18 +447,23 @@ def _allow_listed() -> Iterator[None]:
 
     Entries someone else added to torch's list stay, except those under the
     names of our stand-ins (e.g. ``HistoryBuffer`` itself), which would
-    bypass the checks; all are restored on exit.
+    bypass the checks; on exit ours go and those come back (entries added
+    meanwhile stay).
     """
     with _LOCK:
         before = torch.serialization.get_safe_globals()
-        others = [g for g in before if _pickle_name(g) not in _SAFE_NAMES]
+        shadowed = [g for g in before if _pickle_name(g) in _SAFE_NAMES]
         torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(others + SAFE_GLOBALS)
+        torch.serialization.add_safe_globals(
+            [g for g in before if g not in shadowed] + SAFE_GLOBALS)
         try:
             yield
         finally:
+            now = torch.serialization.get_safe_globals()
             torch.serialization.clear_safe_globals()
-            torch.serialization.add_safe_globals(before)
+            torch.serialization.add_safe_globals(
+                [g for g in now if g not in SAFE_GLOBALS or g in before] +
+                shadowed)
 
 
 # --- the zip container ----------------------------------------------------
