@@ -8,13 +8,24 @@ to feed and read it as ONNX ``metadata_props`` (:data:`METADATA_KEYS`).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
@@ -31,6 +42,10 @@ DEPLOY_PACKAGES = ('onnx', 'onnxruntime', 'onnxscript')
 #: dimension is exported as dynamic; an example of 1 would let the tracer
 #: specialise on it, hence 2.
 EXPORT_BATCH = 2
+#: Largest difference between ONNX Runtime's and PyTorch's float32
+#: probabilities and maps that the export check accepts (their kernels
+#: round differently; a wrongly traced graph differs by far more).
+VERIFY_TOLERANCE = 1e-4
 #: Transforms the runtime does itself before the stored test pipeline.
 LOADING_TRANSFORMS = ('LoadImageFromFile', )
 #: ONNX ``metadata_props`` written at export (all values are JSON):
@@ -228,12 +243,99 @@ def input_channels(model: nn.Module) -> int:
     return int(backbone.get('in_channels', 3))
 
 
+def _window_reverse(windows: torch.Tensor, H: int, W: int,
+                    window_size: int) -> torch.Tensor:
+    """``ShiftWindowMSA.window_reverse`` of mmpretrain 1.2.0 with the batch
+    size in integer arithmetic (see :func:`exportable_upstream`)."""
+    batch = windows.shape[0] // ((H // window_size) * (W // window_size))
+    x = windows.view(batch, H // window_size, W // window_size, window_size,
+                     window_size, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(batch, H, W, -1)
+
+
+@contextlib.contextmanager
+def exportable_upstream() -> Iterator[None]:
+    """Upstream code that traces to a wrong graph, replaced while exporting.
+
+    mmpretrain 1.2.0 (Swin, Swin-V2: ``ShiftWindowMSA.window_reverse``)
+    computes the batch size as ``int(windows.shape[0] / (H * W / ws / ws))``.
+    ``torch.export`` (torch 2.14) turns that float division into the
+    example's batch size, and the following ``view(B, ..., -1)`` then
+    silently folds any other batch into the channels: the exported Swin
+    gives wrong outputs for every batch size but the example's. The
+    replacement is the same computation in integers. Remove it once
+    mmpretrain divides with ``//`` there.
+    """
+    from mmpretrain.models.utils.attention import ShiftWindowMSA
+    original = ShiftWindowMSA.__dict__['window_reverse']
+    ShiftWindowMSA.window_reverse = staticmethod(_window_reverse)
+    try:
+        yield
+    finally:
+        ShiftWindowMSA.window_reverse = original
+
+
+class ExportMismatchError(ValueError):
+    """The exported graph does not compute what the PyTorch model does."""
+
+
+def check_against_torch(graph: InferenceGraph, path: str,
+                        input_size: Sequence[int],
+                        batch_size: int = EXPORT_BATCH + 1,
+                        tol: float = VERIFY_TOLERANCE) -> Dict[str, float]:
+    """Run the exported file in ONNX Runtime and ``graph`` in PyTorch on the
+    same random batch (of another size than the exported example) and
+    compare their outputs.
+
+    Returns:
+        dict[str, float]: the largest absolute difference of every float
+        output (class maps: of the classes both runtimes ranked alike).
+
+    Raises:
+        ExportMismatchError: a difference above ``tol``.
+    """
+    ort = require_deploy('onnxruntime')
+    inputs = torch.rand(batch_size, input_channels(graph.model),
+                        *input_size,
+                        generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        expected = dict(zip(graph.output_names,
+                            (t.numpy() for t in graph(inputs))))
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    got = dict(zip(graph.output_names,
+                   session.run(None, {INPUT_NAME: inputs.numpy()})))
+    diffs = {}
+    for name in ('probs', 'attention', 'class_maps'):
+        if name not in expected:
+            continue
+        want, have = expected[name], got[name]
+        if want.shape != have.shape:
+            diffs[name] = float('inf')
+            continue
+        if name == 'class_maps':
+            same = expected['class_map_labels'] == got['class_map_labels']
+            want, have = want[same], have[same]
+        diffs[name] = float(np.abs(want - have).max(initial=0.0))
+    wrong = {k: v for k, v in diffs.items() if not v <= tol}
+    if wrong:
+        raise ExportMismatchError(
+            f'The exported graph does not reproduce PyTorch at batch size '
+            f'{batch_size} (largest differences {wrong}, allowed {tol}): '
+            'code of the model fixed the example\'s batch size or a shape '
+            'while tracing (see mmsaol.deploy.export.exportable_upstream '
+            'for the known cases); please report the config.')
+    return diffs
+
+
 def export_graph(graph: InferenceGraph, out: str,
                  input_size: Sequence[int],
                  opset: Optional[int] = None,
-                 metadata: Optional[Dict[str, str]] = None) -> int:
+                 metadata: Optional[Dict[str, str]] = None,
+                 verify: bool = True) -> int:
     """Write ``graph`` to ``out`` with a dynamic batch dimension, add the
-    metadata, and check the file with ``onnx.checker``.
+    metadata, check the file with ``onnx.checker`` and, with ``verify``,
+    its outputs against PyTorch's at another batch size
+    (:func:`check_against_torch`).
 
     Returns:
         int: the opset of the default ONNX domain in the file.
@@ -246,7 +348,7 @@ def export_graph(graph: InferenceGraph, out: str,
     if osp.dirname(out):
         os.makedirs(osp.dirname(out), exist_ok=True)
     batch = torch.export.Dim('batch')
-    with torch.no_grad():
+    with torch.no_grad(), exportable_upstream():
         torch.onnx.export(
             graph, (example, ), out, input_names=[INPUT_NAME],
             output_names=list(graph.output_names),
@@ -258,6 +360,12 @@ def export_graph(graph: InferenceGraph, out: str,
         entry.key, entry.value = key, value
     onnx.save(proto, out)
     onnx.checker.check_model(out, full_check=True)
+    if verify:
+        try:
+            check_against_torch(graph, out, input_size)
+        except ExportMismatchError:
+            os.remove(out)  # a file that computes something else
+            raise
     return next(o.version for o in proto.opset_import if o.domain == '')
 
 

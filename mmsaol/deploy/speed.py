@@ -12,13 +12,14 @@ outputs on the same batch.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os.path as osp
 import statistics
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +29,12 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 from ..evaluation.wsol_eval import maps_config
-from .export import export_graph, graph_metadata, require_deploy
+from .export import (
+    MissingDeployDependency,
+    export_graph,
+    graph_metadata,
+    require_deploy,
+)
 from .graph import InferenceGraph
 from .runtime import OnnxClassifier
 
@@ -200,3 +206,17 @@ def benchmark_onnx(setup) -> dict:
                            'ONNX Runtime (CPU, as many intra-op threads) '
                            'alternate per repeat')),
         onnx=[dict(asdict(r), speedup=r.speedup) for r in results])
+
+
+def main(setup, out: Optional[str] = None) -> dict:
+    """``tools/benchmark.py --onnx``: :func:`benchmark_onnx`, a user error
+    as one line, the report also written as JSON to ``out``."""
+    try:
+        data = benchmark_onnx(setup)
+    except (ValueError, MissingDeployDependency) as error:
+        raise SystemExit(f'error: {error}') from None
+    if out:
+        with open(out, 'w') as f:
+            json.dump(data, f, indent=2)
+        print(f'[benchmark --onnx] wrote {out}', file=sys.stderr)
+    return data
