@@ -2,7 +2,8 @@
 an exported model in ONNX Runtime (CPU) and draw its maps.
 
     mmsaol infer-onnx MODEL.onnx IMAGE... [--out-dir DIR] [--topk K]
-        [--batch-size B] [--threads T]
+        [--scale shared|per-map] [--box-thr T] [--batch-size B]
+        [--threads T]
 
 Prints one line per image (the top classes with their probabilities) and,
 with ``--out-dir``, writes ``DIR/<name>.png``: the image, the attention map
@@ -21,8 +22,9 @@ import torch
 
 from ..deploy.export import MissingDeployDependency
 from ..deploy.runtime import OnnxClassifier
-from ..visualization import display_image, list_images, render_maps, save_png
+from ..visualization import SCALES, display_image, render_maps, save_png
 from .cli import user_errors_as_messages
+from .visualize_maps import _unique, list_images
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,6 +39,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--topk', type=int, default=None,
                         help='classes printed and class maps drawn per '
                         'image (default: as exported)')
+    parser.add_argument(
+        '--scale', choices=SCALES, default='shared',
+        help="colour scales, as tools/visualize_maps.py: 'shared' (default: "
+        "the class maps of a picture share one probability scale; SAOL's "
+        "attention has its own) or 'per-map'")
+    parser.add_argument('--box-thr', type=float, default=None,
+                        help="also draw each map's box at this threshold")
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--threads', type=int, default=None,
                         help="ONNX Runtime intra-op threads (default: its "
@@ -47,14 +56,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     return args
-
-
-def _unique_name(name: str, used: set) -> str:
-    candidate, i = name, 1
-    while candidate in used:
-        candidate, i = f'{name}_{i}', i + 1
-    used.add(candidate)
-    return candidate
 
 
 @user_errors_as_messages
@@ -91,10 +92,11 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
             picture = None
             if draw:
                 picture = osp.join(args.out_dir,
-                                   _unique_name(name, used) + '.png')
+                                   _unique(name, used) + '.png')
                 save_png(render_maps(
                     display_image(image, bool(model.meta.get('to_rgb'))),
-                    sample, model.classes, topk=topk, title=name), picture)
+                    sample, model.classes, topk=topk, title=name,
+                    box_thr=args.box_thr, scale=args.scale), picture)
             print(f'{path}: ' + '; '.join(f'{c} {p:.4f}'
                                           for _, c, p in ranked))
             results.append(dict(
