@@ -66,6 +66,13 @@ PROBLEMS: Tuple[Problem, ...] = (
         'Set `backbone.out_indices` to the stages SAOL fuses, e.g. '
         '`(1, 2, 3)`, and `head.in_channels` to their channels.'),
     Problem(
+        'unknown_option',
+        ('has no option', ),
+        'A key of a component\'s config dict is misspelt or belongs to '
+        'another component (e.g. `head.self_supervison`).',
+        'Use the option the message suggests (`did you mean ...`); it '
+        'lists every option the component accepts.'),
+    Problem(
         'out_indices_range',
         ('names a stage the backbone does not have', ),
         'An index in `backbone.out_indices` is not below the number of '

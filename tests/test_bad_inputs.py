@@ -346,6 +346,11 @@ CASES: Dict[str, Case] = {
     'out_indices missing': Case(
         _step(drop=('backbone.out_indices', )), 'out_indices',
         match=r'received 1 feature maps .*head\.in_channels=\(64,\)'),
+    'misspelt head option': Case(
+        _build(**{'head.self_supervison': dict(target='self')}),
+        'unknown_option',
+        match=r"SAOLHead has no option 'self_supervison' \(did you mean "
+        r"'self_supervision'\?\)\. Its options are: "),
     'out_indices out of range': Case(
         _build(**{'backbone.out_indices': (1, 2, 4)}), 'out_indices_range',
         match=r'backbone\.out_indices=\(1, 2, 4\) names a stage the '
