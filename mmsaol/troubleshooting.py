@@ -73,6 +73,29 @@ PROBLEMS: Tuple[Problem, ...] = (
         'Use the option the message suggests (`did you mean ...`); it '
         'lists every option the component accepts.'),
     Problem(
+        'work_dir_unwritable',
+        ('Cannot write to the work dir', ),
+        'The work dir (or a folder above it) is read-only or belongs to '
+        'another user.',
+        'Make it writable, or pass `--work-dir DIR` with a folder you can '
+        'write to.'),
+    Problem(
+        'work_dir_full',
+        ('No space left on device while writing', ),
+        'The device of the work dir is full (or over quota) while a '
+        'checkpoint or log is written.',
+        'Free space or pick another `--work-dir`; checkpoints already '
+        'written are complete, so `--resume` continues from the last one.'),
+    Problem(
+        'binary_last_checkpoint',
+        ('holds binary data, not the path of a checkpoint', ),
+        '`work_dir/last_checkpoint` (the pointer `--resume` reads) is '
+        'damaged. With `AtomicCheckpointHook` the run falls back to the '
+        'newest complete checkpoint with a warning; this error means none '
+        'is left (or the stock `CheckpointHook` is used).',
+        '`--resume PATH` with a checkpoint you have, or delete '
+        '`last_checkpoint` to train from scratch.'),
+    Problem(
         'out_indices_range',
         ('names a stage the backbone does not have', ),
         'An index in `backbone.out_indices` is not below the number of '

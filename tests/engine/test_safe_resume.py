@@ -25,6 +25,7 @@ from mmpretrain.registry import METRICS
 from mmsaol.compat.checkpoint import safe_torch_load
 from mmsaol.engine import ResumeError, SafeResumeHook
 from mmsaol.engine.hooks.atomic_file import is_temp_file
+from mmsaol.troubleshooting import problem
 
 
 @METRICS.register_module(force=True)
@@ -344,8 +345,10 @@ def test_binary_pointer_is_a_sentence(tmp_path: Path, make_runner) -> None:
     runner = make_runner(tmp_path, resume=True, **{
         'default_hooks.checkpoint.type': 'CheckpointHook'})
     with pytest.raises(ResumeError, match=r'last_checkpoint holds binary '
-                       r'data.*--resume PATH.*delete'):
+                       r'data.*--resume PATH.*delete') as error:
         runner.train()
+    assert any(text in str(error.value)
+               for text in problem('binary_last_checkpoint').messages)
 
 
 def test_every_runner_gets_the_hook_once(tmp_path: Path,

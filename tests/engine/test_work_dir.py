@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from mmsaol.engine import WorkDirError, work_dir_error
+from mmsaol.troubleshooting import problem
 
 
 def test_no_space_names_the_file_and_the_fix(tmp_path: Path) -> None:
@@ -17,6 +18,7 @@ def test_no_space_names_the_file_and_the_fix(tmp_path: Path) -> None:
                               f'{tmp_path / "epoch_3.pth"} (work dir '
                               f'{tmp_path}).')
     assert '--work-dir DIR' in message and '--resume' in message
+    assert any(t in message for t in problem('work_dir_full').messages)
     # A write error names no file.
     anonymous = work_dir_error(OSError(errno.EDQUOT, 'Disk quota exceeded'),
                                str(tmp_path))
@@ -33,6 +35,8 @@ def test_permission_errors_in_or_above_the_work_dir(tmp_path: Path) -> None:
             f'Cannot write to the work dir {work_dir}: Permission denied '
             f'({path}). Make it writable, or pick a folder you can write to '
             'with --work-dir DIR.')
+        assert any(t in message
+                   for t in problem('work_dir_unwritable').messages)
     read_only = OSError(errno.EROFS, 'Read-only file system', str(work_dir))
     assert 'Read-only file system' in str(work_dir_error(read_only,
                                                          str(work_dir)))
