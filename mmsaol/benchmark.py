@@ -748,6 +748,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-train', action='store_true',
                         help='inference only: skip the training throughput '
                         'and memory (their columns are left out)')
+    parser.add_argument('--onnx', action='store_true',
+                        help='instead: ONNX Runtime against PyTorch '
+                        'inference images/s of the GAP-FC and SAOL graphs '
+                        '(CPU; see mmsaol.deploy.speed)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')
@@ -767,6 +771,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         setup = setup_from_args(args)
     except ValueError as error:
         raise SystemExit(f'error: {error}') from None
+    if args.onnx:
+        from mmsaol.deploy.speed import main as onnx_main
+        return onnx_main(setup, args.out)
     results = run_benchmark(setup)
     print(markdown_table(results), flush=True)
     data = report(setup, results)
