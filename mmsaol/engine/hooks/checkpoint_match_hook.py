@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmpretrain.registry import HOOKS
 
@@ -108,8 +108,11 @@ class CheckpointMatchHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Compare the loaded checkpoint with the model."""
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        # Unwrap as mmengine's load_state_dict does (DDP-style wrappers and
+        # the --tta model both keep the classifier in ``.module``).
+        model = runner.model
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         source = checkpoint.get('state_dict', checkpoint)
         given: Dict[str, torch.Tensor] = {
             re.sub(r'^module\.', '', k): v for k, v in source.items()}
