@@ -68,8 +68,9 @@ def main(argv: Optional[List[str]] = None) -> ExportedModel:
         raise SystemExit(f'mmsaol export-onnx: error: {error}') from None
     height, width = exported.input_size
     print(f'wrote {exported.path} ({osp.getsize(exported.path) / 2**20:.1f} '
-          f'MiB, opset {exported.opset}): input `inputs` (N, 3, {height}, '
-          f'{width}), N dynamic; outputs '
+          f'MiB, opset {exported.opset}): input `inputs` (N, '
+          f'{exported.input_channels}, {height}, {width}), N dynamic; '
+          'outputs '
           + ', '.join(f'`{n}`' for n in exported.output_names)
           + '; checked with onnx.checker', file=sys.stderr)
     return exported

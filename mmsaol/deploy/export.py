@@ -88,6 +88,7 @@ class ExportedModel:
         outputs (str): the output kind (``'saol'``, ``'gapfc'``, ``'cam'``).
         output_names (List[str]): the graph's outputs, in order.
         input_size (Tuple[int, int]): ``(H, W)`` of the input.
+        input_channels (int): ``C`` of the input.
         opset (int): the ONNX opset of the default domain.
         metadata (Dict[str, str]): the ``metadata_props`` written.
     """
@@ -96,6 +97,7 @@ class ExportedModel:
     outputs: str
     output_names: List[str]
     input_size: Tuple[int, int]
+    input_channels: int
     opset: int
     metadata: Dict[str, str]
 
@@ -413,5 +415,7 @@ def export_onnx(config: Union[str, Config],
                               metadata)
     return ExportedModel(path=out, outputs=graph.kind,
                          output_names=list(graph.output_names),
-                         input_size=input_size, opset=opset_used,
+                         input_size=input_size,
+                         input_channels=input_channels(model),
+                         opset=opset_used,
                          metadata=metadata)

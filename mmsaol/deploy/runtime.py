@@ -127,15 +127,17 @@ class OnnxClassifier:
 
     def load_image(self, path: str) -> Tuple[torch.Tensor, DataSample]:
         """An image file as the exported config's test pipeline gives it
-        (read like mmpretrain's inferencer, in BGR), resized to the
-        exported input size when the pipeline ends at another size.
+        (read like mmpretrain's inferencer, in BGR; in grayscale for a
+        one-channel model), resized to the exported input size when the
+        pipeline ends at another size.
 
         Returns:
             tuple: ``(C, H, W)`` uint8 input and its ``DataSample``
             (``img_shape``, ``ori_shape``, ...).
         """
         import mmcv
-        image = mmcv.imread(path)
+        gray = self.session.get_inputs()[0].shape[1] == 1
+        image = mmcv.imread(path, flag='grayscale' if gray else 'color')
         if image is None:
             raise ValueError(f'failed to load image: {path}')
         packed = self.pipeline()(dict(img=image, img_shape=image.shape[:2],

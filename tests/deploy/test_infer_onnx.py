@@ -111,3 +111,33 @@ def test_a_file_without_metadata_is_refused(tmp_path):
     with pytest.raises(SystemExit) as raised:
         infer([path, str(tmp_path)])
     assert raised.value.code == 2
+
+
+def test_a_one_channel_model_reads_images_in_grayscale(tmp_path):
+    """A model of one input channel (e.g. Fashion-MNIST's) gets the file
+    read in grayscale, as its test data come."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node('Flatten', ['inputs'], ['probs'])], 'gray',
+        [helper.make_tensor_value_info('inputs', TensorProto.FLOAT,
+                                       ['batch', 1, 4, 4])],
+        [helper.make_tensor_value_info('probs', TensorProto.FLOAT,
+                                       ['batch', 16])])
+    model = helper.make_model(graph)
+    for key, value in dict(outputs='gapfc', input_size=[4, 4],
+                           test_pipeline=[dict(type='PackInputs')]).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    path = str(tmp_path / 'gray.onnx')
+    onnx.save(model, path)
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    image[..., 2] = 255  # red in BGR
+    mmcv.imwrite(image, str(tmp_path / 'red.png'))
+    session = OnnxClassifier(path)
+    inputs, _ = session.load_image(str(tmp_path / 'red.png'))
+    expected = mmcv.bgr2gray(image)
+    assert inputs.shape == (1, 4, 4)
+    assert torch.equal(inputs[0], torch.from_numpy(expected))
