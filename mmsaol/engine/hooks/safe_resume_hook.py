@@ -241,12 +241,15 @@ class SafeResumeHook(Hook):
         """Sanitize the checkpoint before mmengine reads it; on resume,
         check its step counts and keep what :meth:`before_train` restores.
         """
-        for entry in sanitize_checkpoint(checkpoint, runner):
+        dropped = sanitize_checkpoint(checkpoint, runner)
+        if not _resuming(runner):
+            # Only a resumed run takes the hook state over (load_from and
+            # testing read the weights): nothing to tell.
+            return
+        for entry in dropped:
             runner.logger.warning(
                 f'Ignoring {entry} from the loaded checkpoint: no file it '
                 'names is deleted.')
-        if not _resuming(runner):
-            return
         source = _resume_source(runner)
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) \
             else None
