@@ -306,7 +306,7 @@ def run_variant(variant: Variant, seed: int, work_dir: str,
 
 def _write_json(path: str, data: dict) -> None:
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    tmp = f'{path}.tmp'
+    tmp = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
     with open(tmp, 'w') as f:
         json.dump(data, f, indent=2)
         f.write('\n')
