@@ -20,10 +20,9 @@ import pytest
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
-from mmengine.registry import Registry
-from mmpretrain import registry as mmpretrain_registry
 from mmpretrain.registry import MODELS
 
+from mmsaol.apis.export import mmsaol_type_names
 from mmsaol.models import SAOLHead
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,8 +33,6 @@ CONFIGS = sorted(
     if '_base_' not in osp.relpath(path, CONFIG_ROOT).split(osp.sep))
 # Input side of the shape probe when the backbone declares no img_size.
 PROBE_SIZE = 224
-REGISTRIES = [r for r in vars(mmpretrain_registry).values()
-              if isinstance(r, Registry)]
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -132,18 +129,12 @@ def test_mmsaol_components_are_imported(built):
     """A config that names an mmsaol component imports mmsaol, so it also
     runs with mmpretrain's own tools."""
     cfg, _ = built
-    ours = set()
-    for name in config_types(cfg._cfg_dict.to_dict()):
-        for registry in REGISTRIES:
-            cls = registry.get(name)
-            # Drop-in replacements registered over a stock name (e.g. the
-            # checked LoadImageFromFile) do not need mmsaol: without it the
-            # config gets the stock class of that name.
-            stock = any(base.__name__ == name for base in cls.__mro__[1:]) \
-                if cls is not None else False
-            if cls is not None and cls.__module__.startswith('mmsaol') \
-                    and not stock:
-                ours.add(name)
+    # Drop-in replacements registered over a stock name (the checked
+    # LoadImageFromFile) need no mmsaol: without it the config gets the
+    # stock class of that name.
+    mmsaol_types = mmsaol_type_names()
+    ours = {name for name in config_types(cfg._cfg_dict.to_dict())
+            if name in mmsaol_types}
     if not ours:
         pytest.skip('uses no mmsaol component')
     imports = cfg.get('custom_imports', {}).get('imports', [])

@@ -100,13 +100,21 @@ class ExportResult:
 
 def mmsaol_type_names() -> Dict[str, str]:
     """Every type name mmsaol registers in mmpretrain's registries, mapped
-    to the registry's name."""
+    to the registry's name.
+
+    Drop-in replacements registered over a stock name (the checked
+    ``LoadImageFromFile`` and ``CustomDataset``, subclasses of the stock
+    class of that name) do not count: without mmsaol a config gets the
+    stock class."""
     names = {}
     for registry in vars(mmpretrain_registry).values():
         if not isinstance(registry, Registry):
             continue
         for name, cls in registry.module_dict.items():
-            if getattr(cls, '__module__', '').split('.')[0] == 'mmsaol':
+            ours = getattr(cls, '__module__', '').split('.')[0] == 'mmsaol'
+            stock = any(base.__name__ == name
+                        for base in getattr(cls, '__mro__', ())[1:])
+            if ours and not stock:
                 names[name] = registry.name
     return names
 
