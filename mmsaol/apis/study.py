@@ -105,6 +105,9 @@ class Study:
         prepare (str, optional): Data to prepare before the first run
             (``'fashion-mnist'``).
         description (str): One line for the table's caption.
+        comparisons (List[Tuple[str, str]]): Extra paired differences
+            ``(variant, reference)`` between two variants' first outputs,
+            printed as a second table.
     """
 
     name: str
@@ -113,6 +116,7 @@ class Study:
     baseline: Optional[str] = None
     prepare: Optional[str] = None
     description: str = ''
+    comparisons: List[Tuple[str, str]] = field(default_factory=list)
     failed: int = 0
 
     def variant(self, name: str) -> Variant:
@@ -174,7 +178,7 @@ def load_study(spec: str) -> Study:
     with open(path) as f:
         raw = json.load(f)
     known = {'name', 'variants', 'seeds', 'baseline', 'prepare',
-             'description'}
+             'description', 'comparisons'}
     if not isinstance(raw, dict) or 'variants' not in raw or \
             set(raw) - known:
         raise ValueError(
@@ -202,9 +206,16 @@ def load_study(spec: str) -> Study:
     study = Study(raw.get('name') or osp.splitext(osp.basename(path))[0],
                   variants, list(raw.get('seeds', [0, 1, 2])),
                   raw.get('baseline'), raw.get('prepare'),
-                  raw.get('description', ''))
+                  raw.get('description', ''),
+                  [tuple(pair) for pair in raw.get('comparisons', [])])
     if study.baseline is not None:
         study.variant(study.baseline)
+    for pair in study.comparisons:
+        if len(pair) != 2:
+            raise ValueError(f'Study file {path}: each of "comparisons" is '
+                             f'[variant, reference], got {list(pair)}.')
+        for name in pair:
+            study.variant(name)
     return study
 
 
@@ -501,7 +512,10 @@ def write_results(study: Study, results_dir: str,
     names = {v.name: v.output_names for v in study.variants
              if v.output_names and v.name in records}
     data = dict(study=study.name, description=study.description,
-                baseline=study.baseline, output_names=names, results={
+                baseline=study.baseline, output_names=names,
+                comparisons=[list(p) for p in study.comparisons
+                             if p[0] in records and p[1] in records],
+                results={
                     name: {k: {str(s): v for s, v in per.items()}
                            for k, per in rows.items()}
                     for name, rows in records.items()})
@@ -555,6 +569,16 @@ def markdown_tables(data: dict) -> str:
                 loc.append(f'| {name} | {MAP_NAMES.get(kind, kind)} | ' +
                            ' | '.join(cells) + ' |')
     text = '\n'.join(top1)
+    pairs = ['| variant | compared with | Δ top-1 [95% CI] |',
+             '|---|---|---|']
+    for name, reference in data.get('comparisons', []):
+        first = [results[n][next(k for k in results[n]
+                                 if k.startswith('top1/'))]
+                 for n in (name, reference)]
+        pairs.append(f'| {name} | {reference} | '
+                     f'{fmt_difference(paired_difference(*first))} |')
+    if len(pairs) > 2:
+        text += '\n\n' + '\n'.join(pairs)
     if len(loc) > 2:
         text += '\n\n' + '\n'.join(loc)
     return text + '\n'

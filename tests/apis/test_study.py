@@ -194,3 +194,18 @@ def test_shared_variant_reads_the_other_study(tmp_path):
                                     metrics={'top1/default': 1.5})))
     assert st.collect(study, str(tmp_path)) == {
         'v': {'top1/default': {0: 1.5}}}
+
+
+def test_comparisons_table():
+    data = dict(baseline='a', comparisons=[['c', 'b']], results={
+        'a': {'top1/default': {0: 80.0, 1: 82.0}},
+        'b': {'top1/default': {0: 81.0, 1: 81.0}},
+        'c': {'top1/saol': {0: 82.0, 1: 83.0},
+              'top1/gapfc': {0: 0.0, 1: 0.0}}})
+    text = st.markdown_tables(data)
+    # c - b per seed: 1.0, 2.0; mean 1.5, std sqrt(0.5), t(1) 12.706.
+    half = 12.706 * math.sqrt(0.5) / math.sqrt(2)
+    assert (f'| c | b | +1.50 [{1.5 - half:+.2f}, {1.5 + half:+.2f}] '
+            '(2/2 above) |') in text
+    assert '| b |  | 81.00 ± 0.00 | 0: 81.00, 1: 81.00 | -0.00' not in text
+    assert '| b |  | 81.00 ± 0.00 | 0: 81.00, 1: 81.00 | +0.00 [' in text
