@@ -183,6 +183,7 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     - Mixed precision (``--amp`` or ``optim_wrapper.type='AmpOptimWrapper'``)
       on such a host: :class:`CPUAmpOptimWrapper` (bfloat16 autocast, or
       ``optim_wrapper.dtype='float16'``), without loss scaling.
+    - Data loaders on such a host: ``pin_memory=False`` (nothing to pin).
 
     Args:
         cfg (Config): the merged config (``cfg.launcher`` set).
@@ -217,6 +218,15 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
                 'every SyncBN layer is a BN layer (statistics per process). '
                 'Run on GPUs for synchronised statistics.',
                 logger='current', level=logging.WARNING)
+    if cpu:
+        # mmpretrain 1.2.0's train/test tools default every data loader to
+        # pin_memory=True; with no accelerator torch (>= 2.5) only warns
+        # that pinning is skipped. Nothing to pin on a CPU host.
+        for field in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader'):
+            loader = cfg.get(field)
+            if isinstance(loader, dict) and loader.get('pin_memory'):
+                loader['pin_memory'] = False
     optim_wrapper = cfg.get('optim_wrapper')
     if cpu and optim_wrapper is not None and (
             amp or optim_wrapper.get('type') == 'AmpOptimWrapper'):

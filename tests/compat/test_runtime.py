@@ -299,6 +299,17 @@ def test_no_change_without_launcher_or_amp():
     assert cfg.to_dict() == before
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a CPU-only host')
+def test_no_pinned_memory_on_a_cpu_host():
+    # mmpretrain's tools default every loader to pin_memory=True.
+    cfg = Config(dict(launcher='none', **{
+        f'{split}_dataloader': dict(batch_size=2, pin_memory=True)
+        for split in ('train', 'val', 'test')}))
+    adapt_to_host(cfg)
+    for split in ('train', 'val', 'test'):
+        assert cfg[f'{split}_dataloader'].pin_memory is False
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_amp_on_cuda_keeps_mmengine_wrapper():
     cfg = Config(dict(launcher='none', optim_wrapper=dict(
