@@ -222,3 +222,45 @@ def test_unmixed_forward_is_deterministic():
         torch.testing.assert_close(model(x), model(x))
     assert all(m.training for m in model)
     assert model[0].track_running_stats
+
+
+class MomentumNorm(torch.nn.Module):
+    """The running-statistics rule of ``mmcv.ops.SyncBatchNorm.forward``
+    (mmcv 2.x; not a ``_BatchNorm``, needs CUDA and compiled ops): in
+    training, the statistics move by ``momentum`` whatever
+    ``track_running_stats`` says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.momentum = 0.1
+        self.track_running_stats = True
+        self.register_buffer('running_mean', torch.zeros(3))
+
+    def forward(self, x):
+        if self.training:
+            self.running_mean.mul_(1 - self.momentum).add_(
+                self.momentum * x.mean(dim=(0, 2, 3)))
+        return x - self.running_mean[None, :, None, None]
+
+
+def test_mmcv_sync_bn_is_frozen_too(monkeypatch):
+    import mmsaol.models.classifiers.saol_classifier as module
+    monkeypatch.setattr(module, 'synced_norm_types',
+                        lambda: (torch.nn.SyncBatchNorm, MomentumNorm))
+    model = torch.nn.Sequential(MomentumNorm()).train()
+    with frozen_norm_statistics(model, 'batch'):
+        model(torch.randn(4, 3, 5, 5) + 1)
+    assert not model[0].running_mean.any()
+    assert model[0].momentum == 0.1 and model[0].track_running_stats
+    model(torch.ones(4, 3, 5, 5))  # outside: it updates again
+    assert model[0].running_mean.any()
+
+
+def test_synced_norm_types_without_compiled_mmcv():
+    from mmsaol.models.classifiers.saol_classifier import synced_norm_types
+    try:
+        from mmcv.ops import SyncBatchNorm
+    except ImportError:  # mmcv-lite
+        assert synced_norm_types() == (torch.nn.SyncBatchNorm, )
+    else:
+        assert SyncBatchNorm in synced_norm_types()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional
+import functools
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -21,10 +22,20 @@ from ..batch_augments.data_preprocessor import (
 from ..options import check_options
 
 UNMIXED_NORM_MODES = ('batch', 'running')
-#: Norm layers whose training forward talks to the other ranks, besides
-#: torch's SyncBatchNorm (and its subclasses): mmcv's, matched by name since
-#: mmcv-lite cannot import it.
-SYNCED_NORM_NAMES = ('MMSyncBN', )
+
+
+@functools.lru_cache(maxsize=None)
+def synced_norm_types() -> Tuple[type, ...]:
+    """Norm layer classes whose training forward talks to the other ranks:
+    torch's ``SyncBatchNorm`` (config ``SyncBN``) and, where full mmcv is
+    installed, ``mmcv.ops.SyncBatchNorm`` (config ``MMSyncBN``; not a
+    ``_BatchNorm``). mmcv-lite has no compiled ops, so no model there can
+    hold mmcv's."""
+    try:
+        from mmcv.ops import SyncBatchNorm as MMCVSyncBatchNorm
+    except ImportError:
+        return (nn.SyncBatchNorm, )
+    return (nn.SyncBatchNorm, MMCVSyncBatchNorm)
 
 
 STOCHASTIC_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -45,17 +56,26 @@ def frozen_norm_statistics(model: nn.Module, mode: str) -> Iterator[None]:
     self-annotated targets are the network's prediction, not a randomly
     thinned one.
     """
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    norm_types = (_BatchNorm, ) + synced_norm_types()
+    norms = [m for m in model.modules() if isinstance(m, norm_types)]
     stochastic = [m for m in model.modules()
                   if isinstance(m, STOCHASTIC_LAYERS)]
+    mmcv_norms = [m for m in norms if not isinstance(m, _BatchNorm)]
     saved = [(m, m.training, getattr(m, 'track_running_stats', None))
              for m in norms + stochastic]
+    momenta = [(m, m.momentum) for m in mmcv_norms]
     try:
         for m in norms:
             if mode == 'batch':
                 m.track_running_stats = False
             else:
                 m.eval()
+        if mode == 'batch':
+            # mmcv's SyncBatchNorm updates its running statistics in
+            # training whatever track_running_stats says, by ``momentum``:
+            # 0 keeps them.
+            for m in mmcv_norms:
+                m.momentum = 0.0
         for m in stochastic:
             m.eval()
         yield
@@ -64,6 +84,8 @@ def frozen_norm_statistics(model: nn.Module, mode: str) -> Iterator[None]:
             m.train(training)
             if track is not None:
                 m.track_running_stats = track
+        for m, momentum in momenta:
+            m.momentum = momentum
 
 
 def _explain_out_indices(backbone) -> Optional[ValueError]:
@@ -210,8 +232,7 @@ class SAOLClassifier(ImageClassifier):
         if self.unmixed_norm != 'batch' or \
                 not (dist.is_available() and dist.is_initialized()) or \
                 dist.get_world_size() < 2 or not any(
-                    isinstance(m, nn.SyncBatchNorm)
-                    or type(m).__name__ in SYNCED_NORM_NAMES
+                    isinstance(m, synced_norm_types())
                     for m in self.modules()):
             return local
         flag = torch.tensor([int(local)], device=device)
