@@ -23,6 +23,7 @@ while it runs are picked up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import glob
 import gzip
@@ -324,6 +325,38 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def claim_run(work_dir: str) -> bool:
+    """Claim a run's work dir for this process (``study.claim`` holds its
+    pid), so that two study processes sharing a work root never train the
+    same run; False when a live process holds it."""
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'study.claim')
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # left by a process that is gone
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+            return pid == os.getpid()
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release_run(work_dir: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(osp.join(work_dir, 'study.claim'))
+
+
 def _duration(seconds: float) -> str:
     minutes = int(round(seconds / 60))
     return f'{minutes // 60} h {minutes % 60:02d} min' if minutes >= 60 \
@@ -371,12 +404,15 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
                     return
                 variant, seed = todo[0]
                 busy.add((variant.name, seed))
-            work_dir = osp.join(work_root, variant.study or current.name,
-                                slug(variant.name), f'seed{seed}')
+                work_dir = osp.join(work_root, variant.study or current.name,
+                                    slug(variant.name), f'seed{seed}')
+                if not claim_run(work_dir):
+                    continue  # another study process trains it
             began = time.time()
             try:
                 metrics = run_variant(variant, seed, work_dir, extra, env)
             except subprocess.CalledProcessError:
+                release_run(work_dir)
                 with lock:
                     state['failed'] += 1
                     log(f'FAILED {variant.name} seed {seed}: see '
@@ -394,6 +430,7 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
             _write_json(osp.join(work_dir, 'study_record.json'), record)
             _write_json(record_path(results_dir, current, variant, seed),
                         record)
+            release_run(work_dir)
             with lock:
                 write_results(current, results_dir, extra)
                 walls.append(wall)

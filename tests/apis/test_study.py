@@ -4,6 +4,7 @@ and prints the same table)."""
 import glob
 import json
 import math
+import os
 import os.path as osp
 import re
 import shutil
@@ -209,3 +210,19 @@ def test_comparisons_table():
             '(2/2 above) |') in text
     assert '| b |  | 81.00 ± 0.00 | 0: 81.00, 1: 81.00 | -0.00' not in text
     assert '| b |  | 81.00 ± 0.00 | 0: 81.00, 1: 81.00 | +0.00 [' in text
+
+
+def test_claims_keep_two_processes_apart(tmp_path):
+    work = str(tmp_path / 'run')
+    assert st.claim_run(work)  # free
+    assert st.claim_run(work)  # already ours
+    st.release_run(work)
+    claim = tmp_path / 'run' / 'study.claim'
+    claim.write_text('1')  # pid 1 is alive: another process's run
+    assert not st.claim_run(work)
+    gone = subprocess.run([sys.executable, '-c',
+                           'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    claim.write_text(gone)  # its process has exited: a stale claim
+    assert st.claim_run(work)
+    assert claim.read_text() == str(os.getpid())
