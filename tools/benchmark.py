@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What SAOL costs against GAP-FC on the same backbone: parameters, MACs,
 training and inference images/s, peak training memory (see
-:mod:`mmsaol.benchmark`).
+:mod:`mmsaol.apis.benchmark`).
 
     python tools/benchmark.py configs/resnet50_saol_imagenet.py \
         [--input-size 224] [--batch-size 32] [--device cpu|cuda] [--amp]
@@ -10,7 +10,7 @@ training and inference images/s, peak training memory (see
 """
 
 
-from mmsaol.benchmark import main
+from mmsaol.apis.benchmark import main
 
 if __name__ == '__main__':
     main()

@@ -52,7 +52,7 @@ TOOLS = (
          'export a model to ONNX', extra='deploy'),
     Tool('infer-onnx', 'mmsaol.apis.infer_onnx', 'main',
          'run an exported ONNX model with onnxruntime', extra='deploy'),
-    Tool('benchmark', 'mmsaol.benchmark', 'main',
+    Tool('benchmark', 'mmsaol.apis.benchmark', 'main',
          'parameters, MACs, speed and memory of SAOL against GAP-FC'),
     Tool('study', 'mmsaol.apis.study', 'main',
          'train and evaluate the variants of a study over seeds'),

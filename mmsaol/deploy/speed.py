@@ -1,25 +1,24 @@
 """ONNX Runtime against PyTorch: inference images/s of the same graph.
 
-Behind ``tools/benchmark.py --onnx``. For the GAP-FC and SAOL models of a
-benchmark :class:`~mmsaol.benchmark.Setup` (same backbone, batch and input
-size), the :class:`InferenceGraph` (normalisation, backbone, head; SAOL with
-its attention and class maps, GAP-FC with probabilities alone, as each is
-deployed) runs in PyTorch (eager, ``no_grad``) and, exported to ONNX, in an
-ONNX Runtime CPU session with as many intra-op threads as torch uses. Both
-see the same batches, are warmed up, and are timed in alternating order per
-repeat; the medians are reported, with the largest difference between their
-outputs on the same batch.
+The measurement behind ``tools/benchmark.py --onnx``
+(:func:`mmsaol.apis.benchmark.benchmark_onnx`). For the GAP-FC and SAOL
+models of a benchmark :class:`~mmsaol.apis.benchmark.Setup` (same backbone,
+batch and input size), the :class:`InferenceGraph` (normalisation, backbone,
+head; SAOL with its attention and class maps, GAP-FC with probabilities
+alone, as each is deployed) runs in PyTorch (eager, ``no_grad``) and,
+exported to ONNX, in an ONNX Runtime CPU session with as many intra-op
+threads as torch uses. Both see the same batches, are warmed up, and are
+timed in alternating order per repeat; the medians are reported, with the
+largest difference between their outputs on the same batch.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os.path as osp
 import statistics
-import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -30,10 +29,8 @@ from mmpretrain.registry import MODELS
 
 from ..evaluation.wsol_eval import maps_config
 from .export import (
-    MissingDeployDependency,
     export_graph,
     graph_metadata,
-    require_deploy,
 )
 from .graph import InferenceGraph
 from .runtime import OnnxClassifier
@@ -120,7 +117,7 @@ def compare_speed(graph: InferenceGraph, inputs: torch.Tensor, warmup: int,
     return result
 
 
-def _build(model_cfg: dict) -> torch.nn.Module:
+def build_variant(model_cfg: dict) -> torch.nn.Module:
     """A benchmark variant's classifier, with CAMHead for GAP-FC (see
     :func:`maps_config`), quietly."""
     cfg = maps_config(Config(dict(model=model_cfg)))
@@ -151,72 +148,3 @@ def markdown_table(results: Sequence[SpeedResult]) -> str:
             f'({r.onnx_images_per_s / base.onnx_images_per_s:.3f}) | '
             f'**{r.speedup:.2f}x** | {diff:.1e} |')
     return '\n'.join(lines)
-
-
-def benchmark_onnx(setup) -> dict:
-    """``tools/benchmark.py --onnx``: ONNX Runtime against PyTorch for the
-    GAP-FC and SAOL models of a benchmark setup; prints the markdown table
-    and returns the JSON-ready report.
-
-    Args:
-        setup (mmsaol.benchmark.Setup): Backbone, head, preprocessor, input
-            size, batch size, warm-up, iterations, repeats, clock, seed.
-    """
-    from ..benchmark import (
-        CLOCKS,
-        VARIANTS,
-        stage_channels,
-        synthetic_batch,
-        variant_model_config,
-    )
-    ort = require_deploy('onnxruntime')
-    if not setup.device.startswith('cpu'):
-        raise ValueError('--onnx compares CPU inference: use --device cpu.')
-    if setup.amp:
-        raise ValueError('--onnx exports float32 graphs: leave out --amp.')
-    torch.manual_seed(setup.seed)
-    channels = stage_channels(setup.backbone, setup.input_size)
-    inputs = synthetic_batch(
-        setup, torch.Generator().manual_seed(setup.seed))['inputs'].float()
-    results = []
-    for name, head in SPEED_VARIANTS:
-        if name not in setup.variants:
-            continue
-        graph = InferenceGraph(
-            _build(variant_model_config(setup, name, channels)), head=head)
-        result = SpeedResult(name=name, label=VARIANTS[name][0],
-                             outputs=list(graph.output_names))
-        print(f'[benchmark --onnx] {name}: exporting and timing '
-              f'{setup.repeats} x {setup.iters} batches of '
-              f'{setup.batch_size} per runtime', file=sys.stderr,
-              flush=True)
-        results.append(compare_speed(graph, inputs, setup.warmup,
-                                     setup.iters, setup.repeats,
-                                     CLOCKS[setup.clock], result))
-    if not results:
-        raise ValueError('--onnx measures the variants gapfc and saol; add '
-                         'them to --variants.')
-    print(markdown_table(results), flush=True)
-    return dict(
-        setup=dict(asdict(setup), threads=torch.get_num_threads(),
-                   torch=torch.__version__, onnxruntime=ort.__version__,
-                   timing=('median over repeats of images per second of '
-                           'the `clock` over `iters` batches, after '
-                           '`warmup` batches; PyTorch eager (no_grad) and '
-                           'ONNX Runtime (CPU, as many intra-op threads) '
-                           'alternate per repeat')),
-        onnx=[dict(asdict(r), speedup=r.speedup) for r in results])
-
-
-def main(setup, out: Optional[str] = None) -> dict:
-    """``tools/benchmark.py --onnx``: :func:`benchmark_onnx`, a user error
-    as one line, the report also written as JSON to ``out``."""
-    try:
-        data = benchmark_onnx(setup)
-    except (ValueError, MissingDeployDependency) as error:
-        raise SystemExit(f'error: {error}') from None
-    if out:
-        with open(out, 'w') as f:
-            json.dump(data, f, indent=2)
-        print(f'[benchmark --onnx] wrote {out}', file=sys.stderr)
-    return data

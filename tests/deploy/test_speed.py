@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mmsaol.benchmark import main as benchmark
+from mmsaol.apis.benchmark import main as benchmark
 
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')

@@ -1,4 +1,4 @@
-"""tools/benchmark.py (mmsaol.benchmark): SAOL's cost against GAP-FC."""
+"""tools/benchmark.py (mmsaol.apis.benchmark): SAOL's cost against GAP-FC."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from mmsaol.benchmark import (
+from mmsaol.apis.benchmark import (
     PROFILER_NOISE,
     VARIANTS,
     main,
@@ -16,7 +16,7 @@ from mmsaol.benchmark import (
     parse_args,
     setup_from_args,
 )
-from mmsaol.benchmark import variant_model_config as model_config
+from mmsaol.apis.benchmark import variant_model_config as model_config
 
 DEMO = 'configs/saol_demo.py'
 

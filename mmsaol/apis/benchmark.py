@@ -76,6 +76,9 @@ from mmpretrain.structures import DataSample
 import mmsaol  # noqa: F401  (registers components)
 from mmsaol.apis.cli import resolve_config
 from mmsaol.compat.amp import CPUAmpOptimWrapper
+from mmsaol.deploy import speed
+from mmsaol.deploy.export import MissingDeployDependency, require_deploy
+from mmsaol.deploy.graph import InferenceGraph
 
 #: name -> (table label, SAOLHead overrides; None for the GAP-FC baseline).
 VARIANTS: Dict[str, Tuple[str, Optional[dict]]] = {
@@ -693,6 +696,70 @@ def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
                   for r in results])
 
 
+
+def benchmark_onnx(setup: Setup) -> dict:
+    """``tools/benchmark.py --onnx``: ONNX Runtime against PyTorch for the
+    GAP-FC and SAOL models of a benchmark setup; prints the markdown table
+    and returns the JSON-ready report.
+
+    Args:
+        setup (Setup): Backbone, head, preprocessor, input
+            size, batch size, warm-up, iterations, repeats, clock, seed.
+    """
+    ort = require_deploy('onnxruntime')
+    if not setup.device.startswith('cpu'):
+        raise ValueError('--onnx compares CPU inference: use --device cpu.')
+    if setup.amp:
+        raise ValueError('--onnx exports float32 graphs: leave out --amp.')
+    torch.manual_seed(setup.seed)
+    channels = stage_channels(setup.backbone, setup.input_size)
+    inputs = synthetic_batch(
+        setup, torch.Generator().manual_seed(setup.seed))['inputs'].float()
+    results = []
+    for name, head in speed.SPEED_VARIANTS:
+        if name not in setup.variants:
+            continue
+        graph = InferenceGraph(
+            speed.build_variant(variant_model_config(setup, name, channels)),
+            head=head)
+        result = speed.SpeedResult(name=name, label=VARIANTS[name][0],
+                             outputs=list(graph.output_names))
+        print(f'[benchmark --onnx] {name}: exporting and timing '
+              f'{setup.repeats} x {setup.iters} batches of '
+              f'{setup.batch_size} per runtime', file=sys.stderr,
+              flush=True)
+        results.append(speed.compare_speed(graph, inputs, setup.warmup,
+                                     setup.iters, setup.repeats,
+                                     CLOCKS[setup.clock], result))
+    if not results:
+        raise ValueError('--onnx measures the variants gapfc and saol; add '
+                         'them to --variants.')
+    print(speed.markdown_table(results), flush=True)
+    return dict(
+        setup=dict(asdict(setup), threads=torch.get_num_threads(),
+                   torch=torch.__version__, onnxruntime=ort.__version__,
+                   timing=('median over repeats of images per second of '
+                           'the `clock` over `iters` batches, after '
+                           '`warmup` batches; PyTorch eager (no_grad) and '
+                           'ONNX Runtime (CPU, as many intra-op threads) '
+                           'alternate per repeat')),
+        onnx=[dict(asdict(r), speedup=r.speedup) for r in results])
+
+
+def onnx_main(setup: Setup, out: Optional[str] = None) -> dict:
+    """``tools/benchmark.py --onnx``: :func:`benchmark_onnx`, a user error
+    as one line, the report also written as JSON to ``out``."""
+    try:
+        data = benchmark_onnx(setup)
+    except (ValueError, MissingDeployDependency) as error:
+        raise SystemExit(f'error: {error}') from None
+    if out:
+        with open(out, 'w') as f:
+            json.dump(data, f, indent=2)
+        print(f'[benchmark --onnx] wrote {out}', file=sys.stderr)
+    return data
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Cost of SAOL and its options against GAP-FC on the '
@@ -772,7 +839,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     except ValueError as error:
         raise SystemExit(f'error: {error}') from None
     if args.onnx:
-        from mmsaol.deploy.speed import main as onnx_main
         return onnx_main(setup, args.out)
     results = run_benchmark(setup)
     print(markdown_table(results), flush=True)
