@@ -2,7 +2,7 @@
 """How well a trained checkpoint fits its training data, and which loss
 drives the last backbone stage.
 
-    python tools/fit_probe.py CONFIG CHECKPOINT [--num 3000]
+    python tools/fit_probe.py CONFIG CHECKPOINT|init [--num 3000]
         [--grad-batches 6] [--cfg-options k=v ...]
 
 Prints top-1 and mean NLL on the first NUM training images (test pipeline,
@@ -11,7 +11,11 @@ fits worse (optimisation), one below only on the test split generalises
 worse. Then, over a few training batches (train pipeline and batch
 augments, BN in training mode), the gradient norm that each loss term sends
 into the output of the backbone's last stage and into that stage's
-parameters. The study's runs keep their checkpoints under
+parameters, and over how many of the map's locations that gradient is
+spread (``(sum_l g_l)^2 / sum_l g_l^2`` of the per-location norms, per
+image: all of them when every location gets the same). CHECKPOINT ``init``
+probes the freshly initialised model. The study's runs keep their
+checkpoints under
 work_dirs/study/<study>/<variant>/seed<k>/.
 """
 from __future__ import annotations
@@ -37,6 +41,9 @@ def build(config: str, checkpoint: str, options: dict | None):
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
+    if checkpoint == 'init':
+        model.init_weights()
+        return cfg, model
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)
     model.load_state_dict(state.get('state_dict', state))
     return cfg, model
@@ -45,7 +52,7 @@ def build(config: str, checkpoint: str, options: dict | None):
 def split_fit(cfg: Config, model, split: str, num: int) -> tuple:
     """Top-1 (%) and mean NLL on the first ``num`` images of a split."""
     loader_cfg = copy.deepcopy(cfg.test_dataloader)
-    if split == 'train':
+    if split == 'train':  # the training images, without augmentation
         loader_cfg.dataset = copy.deepcopy(cfg.train_dataloader.dataset)
         loader_cfg.dataset.pipeline = cfg.test_dataloader.dataset.pipeline
     loader_cfg.dataset.indices = num
@@ -65,7 +72,8 @@ def split_fit(cfg: Config, model, split: str, num: int) -> tuple:
 
 def stage_gradients(cfg: Config, model, batches: int) -> dict:
     """Mean gradient norm of every loss term into the last stage's output
-    and parameters over ``batches`` training batches."""
+    and parameters, and the number of locations it spreads over, over
+    ``batches`` training batches."""
     model.train()
     stage = [m for m in model.backbone.children()
              if isinstance(m, torch.nn.Sequential)][-1]
@@ -91,9 +99,15 @@ def stage_gradients(cfg: Config, model, batches: int) -> dict:
             grad = saved['out'].grad
             params = [p.grad.norm() ** 2 for p in stage.parameters()
                       if p.grad is not None]
-            row = sums.setdefault(name, [0.0, 0.0])
-            row[0] += (0.0 if grad is None else float(grad.norm())) / batches
+            row = sums.setdefault(name, [0.0, 0.0, 0.0])
             row[1] += float(sum(params) ** 0.5 if params else 0) / batches
+            if grad is None:
+                continue
+            row[0] += float(grad.norm()) / batches
+            per_location = grad.norm(dim=1).flatten(1)
+            spread = per_location.sum(1) ** 2 / (per_location ** 2).sum(
+                1).clamp(min=torch.finfo(grad.dtype).tiny)
+            row[2] += float(spread.mean()) / batches
     handle.remove()
     return sums
 
@@ -112,10 +126,11 @@ def main(argv=None) -> None:
         acc, nll = split_fit(cfg, model, split, args.num)
         print(f'{split}: top-1 {acc:.2f}  NLL {nll:.3f}  '
               f'(first {args.num} images, no augmentation)')
-    for name, (out, params) in stage_gradients(
+    for name, (out, params, spread) in stage_gradients(
             cfg, model, args.grad_batches).items():
         print(f'{name}: |grad| last-stage output {out:.4f}, '
-              f'last-stage parameters {params:.4f}')
+              f'last-stage parameters {params:.4f}, spread over '
+              f'{spread:.1f} locations')
 
 
 if __name__ == '__main__':

@@ -35,3 +35,8 @@ def test_fit_probe_reports_fit_and_gradients(tmp_path, capsys):
     assert 'train: top-1' in out and 'test: top-1' in out
     for name in ('loss_cls', 'loss_gapfc', 'loss_distill'):
         assert f'{name}: |grad| last-stage output' in out
+    # The GAP-FC branch's gradient reaches every location of the 5x5 map
+    # equally (global average pooling), by construction.
+    assert 'loss_gapfc' in out and \
+        out.split('loss_gapfc')[1].splitlines()[0].endswith(
+            'spread over 25.0 locations')
