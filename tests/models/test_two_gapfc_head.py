@@ -44,3 +44,8 @@ def test_bad_options():
         build(test_output='cam')
     with pytest.raises(ValueError, match='`loss` and `gt_loss`'):
         build(distillation=dict(temperature=2))
+
+
+def test_misspelt_option_is_named():
+    with pytest.raises(ValueError, match='distillation'):
+        build(distilation=dict())

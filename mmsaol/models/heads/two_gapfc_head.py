@@ -13,6 +13,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ..options import check_options
+
 TEST_OUTPUTS = ('saol', 'gapfc')
 
 
@@ -47,6 +49,7 @@ class TwoGAPFCHead(ClsHead):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @check_options
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
