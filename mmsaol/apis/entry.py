@@ -56,6 +56,9 @@ TOOLS = (
          'parameters, MACs, speed and memory of SAOL against GAP-FC'),
     Tool('study', 'mmsaol.apis.study', 'main',
          'train and evaluate the variants of a study over seeds'),
+    Tool('fit-probe', 'mmsaol.apis.fit_probe', 'main',
+         "a checkpoint's fit on training vs test images and each loss's "
+         'gradient into the last stage'),
 )
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 

@@ -1,6 +1,5 @@
 """tools/fit_probe.py on an untrained demo model: fit on both splits and
 one gradient row per loss term."""
-import importlib.util
 import os.path as osp
 
 import torch
@@ -13,11 +12,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'fit_probe', osp.join(REPO, 'tools', 'fit_probe.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from mmsaol.apis import fit_probe
+    return fit_probe
 
 
 def test_fit_probe_reports_fit_and_gradients(tmp_path, capsys):
