@@ -6,28 +6,16 @@
 # 3-5 minutes with one CPU thread, and evaluated on the 10,000 test images. The data are mmpretrain's FashionMNIST on the original idx files:
 #   python tools/study.py --prepare-fashion-mnist    # into data/fashion-mnist
 #   python tools/train.py configs/fashion-mnist/gapfc_fashion-mnist.py
-_base_ = ['../_base_/demo_runtime.py']
+_base_ = [
+    '../_base_/models/resnet18_cifar_tiny.py',
+    '../_base_/demo_runtime.py',
+]
 custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)
 
 model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='ResNet_CIFAR',
-        depth=18,
-        in_channels=1,
-        stem_channels=16,
-        base_channels=16,
-        num_stages=4,
-        strides=(2, 2, 2, 1),
-        out_indices=(3, ),
-        style='pytorch'),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=128,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0, use_soft=True),
-    ),
+    backbone=dict(in_channels=1),
+    head=dict(loss=dict(type='CrossEntropyLoss', loss_weight=1.0,
+                        use_soft=True)),
     # CutMix on half of the batches (the paper's CIFAR setting).
     train_cfg=dict(augments=[dict(type='CutMix', alpha=1.0)], probs=[0.5]),
 )
