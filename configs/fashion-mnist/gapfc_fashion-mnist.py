@@ -3,7 +3,8 @@
 # 28x28 images give 14, 7, 4 and 4 pixel maps; SAOL reads stages 2-4 and
 # works on the 4x4 grid), trained on the first 10,000 training images (a
 # balanced subset: 1,000 per class, within +-6%) for 6 epochs, about
-# 3-5 minutes with one CPU thread, and evaluated on the 10,000 test images. The data are mmpretrain's FashionMNIST on the original idx files:
+# 3-5 minutes with one CPU thread, and evaluated on the 10,000 test images.
+# The data are mmpretrain's FashionMNIST on the original idx files:
 #   python tools/study.py --prepare-fashion-mnist    # into data/fashion-mnist
 #   python tools/train.py configs/fashion-mnist/gapfc_fashion-mnist.py
 _base_ = [
