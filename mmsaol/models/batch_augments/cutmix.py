@@ -64,6 +64,10 @@ class GeometryCutMix(CutMix):
             False.
     """
 
+    #: Arguments :class:`GeometryCutMix` adds to mmpretrain's ``CutMix``;
+    #: a config going back to the stock ``CutMix`` drops them.
+    EXTRA_ARGS: Tuple[str, ...] = ('per_sample_box', )
+
     @check_options
     def __init__(self,
                  alpha: float,
