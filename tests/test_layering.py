@@ -9,8 +9,9 @@ from typing import Dict, Set
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(REPO, 'mmsaol')
 
-#: What each part may import from mmsaol, besides itself. ``version`` and
-#: ``troubleshooting`` are plain data at the very bottom.
+#: What each part may import from mmsaol, besides itself. ``version``,
+#: ``troubleshooting`` and ``structures`` (the data SAOL's components hand
+#: each other) sit at the very bottom.
 ALLOWED: Dict[str, Set[str]] = {
     'compat': set(),
     'models': set(),
@@ -22,7 +23,7 @@ ALLOWED: Dict[str, Set[str]] = {
     'apis': {'compat', 'models', 'datasets', 'engine', 'evaluation',
              'visualization', 'deploy'},
 }
-BOTTOM = {'version', 'troubleshooting', '_quiet'}
+BOTTOM = {'version', 'troubleshooting', '_quiet', 'structures'}
 
 
 def part_of(path: str) -> str:

@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
+from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
 from .export import METADATA_KEYS, require_deploy
 from .graph import INPUT_NAME, OUTPUT_NAMES
 
 #: Output names and the ``DataSample`` field each becomes.
-SAMPLE_FIELDS = (('attention', 'attention_map'),
-                 ('class_maps', 'class_maps'),
-                 ('class_map_labels', 'class_map_labels'))
+SAMPLE_FIELDS = (('attention', ATTENTION_MAP),
+                 ('class_maps', CLASS_MAPS),
+                 ('class_map_labels', CLASS_MAP_LABELS))
 
 
 def _tuples(value: Any) -> Any:

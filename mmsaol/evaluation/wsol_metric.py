@@ -8,6 +8,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
 from .wsol import localization_ious, peak_in_boxes, scale_boxes
 
 MAP_KINDS = ('class', 'attention')
@@ -137,18 +138,18 @@ class WSOLMetric(BaseMetric):
     def _map(self, sample: dict, label: int) -> torch.Tensor:
         """The map scored for ``label`` (ignored for attention)."""
         if self.map == 'attention':
-            if 'attention_map' not in sample:
+            if ATTENTION_MAP not in sample:
                 raise ValueError(
                     "WSOLMetric(map='attention') needs the samples' "
                     'attention_map: evaluate a SAOLHead model with '
                     'model.head.with_maps=True.')
-            return sample['attention_map']
-        if 'class_maps' not in sample:
+            return sample[ATTENTION_MAP]
+        if CLASS_MAPS not in sample:
             raise ValueError(
                 "WSOLMetric(map='class') needs the samples' class_maps: set "
                 'model.head.with_maps=True (SAOLHead; for a GAP-FC model, '
                 "model.head.type='CAMHead' and model.neck=None).")
-        labels = torch.as_tensor(sample['class_map_labels']).tolist()
+        labels = torch.as_tensor(sample[CLASS_MAP_LABELS]).tolist()
         if label not in labels:
             raise ValueError(
                 f'The sample has no class map of class {label}: the head '
@@ -156,7 +157,7 @@ class WSOLMetric(BaseMetric):
                 'Set model.head.maps_topk='
                 f'{self._num_classes_hint()} so that the true class always '
                 'has a map.')
-        return sample['class_maps'][labels.index(label)]
+        return sample[CLASS_MAPS][labels.index(label)]
 
     # -------------------------------------------------------------- process
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:

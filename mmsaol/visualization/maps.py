@@ -39,6 +39,7 @@ from ..evaluation.wsol import (
     normalize_map,
     scale_boxes,
 )
+from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
 
 GT_COLOR = 'lime'
 PRED_COLOR = 'white'
@@ -120,13 +121,15 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
         SAOL's (``'probability'``), otherwise CAMs (``'cam'``).
     """
     panels = []
-    saol = 'attention_map' in sample
+    saol = ATTENTION_MAP in sample
     if saol:
-        panels.append(Panel('attention', sample.attention_map, 'attention'))
-    if 'class_maps' in sample:
-        labels = torch.as_tensor(sample.class_map_labels).tolist()
+        panels.append(Panel('attention', sample.get(ATTENTION_MAP),
+                            'attention'))
+    if CLASS_MAPS in sample:
+        labels = torch.as_tensor(sample.get(CLASS_MAP_LABELS)).tolist()
         scores = sample.get('pred_score')
-        for label, heatmap in list(zip(labels, sample.class_maps))[:topk]:
+        for label, heatmap in list(zip(labels,
+                                       sample.get(CLASS_MAPS)))[:topk]:
             title = _class_name(label, classes)
             if scores is not None:
                 title += f' {float(scores[label]):.2f}'

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmsaol.models.batch_augments import GeometryCutMix
+from mmsaol.structures import MIX_GEOMETRY, mix_geometry
 
 
 def distinct_batch(n=6, size=(12, 16)):
@@ -53,8 +54,8 @@ def test_same_draws_as_stock_cutmix():
     torch.testing.assert_close(ours[1], stock[1])
 
 
-def test_keep_unmixed():
-    aug = GeometryCutMix(alpha=1.0, keep_unmixed=True)
+def test_geometry_keeps_the_batch_before_pasting():
+    aug = GeometryCutMix(alpha=1.0)
     inputs = distinct_batch()
     aug(inputs.clone(), F.one_hot(torch.arange(6), 6).float())
     torch.testing.assert_close(aug.pop_geometry().unmixed, inputs)
@@ -81,25 +82,32 @@ def preprocess(pre, training=True):
 def test_preprocessor_attaches_geometry():
     pre = build_preprocessor(dict(type='GeometryCutMix', alpha=1.0))
     out = preprocess(pre)
-    for i, sample in enumerate(out['data_samples']):
-        j = int(sample.mix_partner)
-        assert sample.mix_box.shape == (4, )
-        assert int(sample.mix_partner_label) == j
-        assert sample.metainfo['mix_image_size'] == (8, 8)
-        assert int(sample.gt_label) == i
-    assert 'mix_box' not in preprocess(pre, training=False)['data_samples'][0]
+    samples = out['data_samples']
+    geometry = mix_geometry(samples)
+    assert geometry.boxes.shape == (6, 4)
+    assert geometry.image_size == (8, 8)
+    assert sorted(geometry.partner.tolist()) == list(range(6))
+    # One object for the batch, and the batch before pasting in it.
+    assert all(s.metainfo[MIX_GEOMETRY] is geometry for s in samples)
+    torch.testing.assert_close(
+        geometry.unmixed[:, 0, 0, 0], torch.arange(6.))
+    assert [int(s.gt_label) for s in samples] == list(range(6))
+    assert mix_geometry(preprocess(pre, training=False)['data_samples']) \
+        is None
+    with pytest.raises(ValueError, match='regrouped or copied'):
+        mix_geometry(samples[:3])
 
 
 def test_mixup_or_identity_batches_carry_no_geometry():
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0),
                               dict(type='Mixup', alpha=1.0)], probs=[0., 1.])
-    assert 'mix_box' not in preprocess(pre)['data_samples'][0]
+    assert mix_geometry(preprocess(pre)['data_samples']) is None
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0)],
                              probs=[0.])
-    assert 'mix_box' not in preprocess(pre)['data_samples'][0]
+    assert mix_geometry(preprocess(pre)['data_samples']) is None
     # A CutMix batch followed by an identity batch: no stale box.
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0)],
                              probs=[1.])
-    assert 'mix_box' in preprocess(pre)['data_samples'][0]
+    assert mix_geometry(preprocess(pre)['data_samples']) is not None
     pre.batch_augments.probs = [0., 1.]
-    assert 'mix_box' not in preprocess(pre)['data_samples'][0]
+    assert mix_geometry(preprocess(pre)['data_samples']) is None

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from mmsaol.structures import MixContext, MixGeometry
+
 IN_CHANNELS = (8, 16)
 
 
@@ -22,7 +24,6 @@ def head(label_mix='attention', **kw):
                           label_mix=label_mix,
                           loss=dict(type='CrossEntropyLoss', use_soft=True),
                           **kw))
-    h.geometry_wired = True  # what SAOLClassifier does after its checks
     return h.eval()
 
 
@@ -34,11 +35,18 @@ def mixed_samples(box, partner, labels=(0, 1, 2, 0), lam=0.5):
         s.set_gt_score(lam * F.one_hot(torch.tensor(label), 3).float() +
                        (1 - lam) * F.one_hot(
                            torch.tensor(labels[partner[i]]), 3).float())
-        s.set_field(torch.tensor(box, dtype=torch.float32), 'mix_box')
-        s.set_field(torch.tensor(partner[i]), 'mix_partner')
-        s.set_metainfo({'mix_image_size': (32, 32)})
         out.append(s)
-    return out
+    n = len(labels)
+    geometry = MixGeometry(
+        boxes=torch.tensor([box] * n, dtype=torch.float32),
+        partner=torch.tensor(partner), lam=torch.full((n, ), lam),
+        image_size=(32, 32), unmixed=torch.zeros(n, 3, 32, 32))
+    return out, MixContext(geometry)
+
+
+def attention_target(h, out, samples, mix):
+    return h._attention_mixed_target(out, samples, mix,
+                                     h._mix_coverage(mix, out))
 
 
 def test_uniform_attention_mixes_by_cell_area():
@@ -47,9 +55,8 @@ def test_uniform_attention_mixes_by_cell_area():
     h = head()
     out = h.saol_outputs(feats())
     partner = [1, 0, 3, 2]
-    samples = mixed_samples((0, 0, 16, 16), partner)
-    target = h._attention_mixed_target(out, samples, None,
-                                       h._targets(samples))
+    samples, mix = mixed_samples((0, 0, 16, 16), partner)
+    target = attention_target(h, out, samples, mix)
     labels = torch.tensor([0, 1, 2, 0])
     expected = 0.75 * F.one_hot(labels, 3).float() + \
         0.25 * F.one_hot(labels[partner], 3).float()
@@ -67,9 +74,8 @@ def test_attention_inside_the_box_gives_the_partner_label():
     out = out._replace(
         log_attention=log_a.flatten(1).log_softmax(1).view(4, 4, 4))
     partner = [1, 0, 3, 2]
-    samples = mixed_samples((0, 0, 8, 8), partner)
-    target = h._attention_mixed_target(out, samples, None,
-                                       h._targets(samples))
+    samples, mix = mixed_samples((0, 0, 8, 8), partner)
+    target = attention_target(h, out, samples, mix)
     labels = torch.tensor([0, 1, 2, 0])
     expected = torch.cat([F.one_hot(labels[partner][:2], 3),
                           F.one_hot(labels[2:], 3)]).float()
@@ -77,7 +83,7 @@ def test_attention_inside_the_box_gives_the_partner_label():
 
 
 def test_area_is_unchanged_and_unmixed_batches_keep_their_target():
-    samples = mixed_samples((0, 0, 16, 16), [1, 0, 3, 2])
+    samples, mix = mixed_samples((0, 0, 16, 16), [1, 0, 3, 2])
     clean = [DataSample().set_gt_label(i % 3) for i in range(4)]
     for s in clean:
         s.set_gt_score(F.one_hot(s.gt_label, 3).float()[0])
@@ -85,12 +91,13 @@ def test_area_is_unchanged_and_unmixed_batches_keep_their_target():
     area, attention = head('area'), head('attention')
     attention.load_state_dict(area.state_dict())
     x = feats()
-    torch.testing.assert_close(attention.loss(x, clean)['loss_cls'],
-                               area.loss(x, clean)['loss_cls'])
+    torch.testing.assert_close(
+        attention.loss(x, clean, mix=MixContext())['loss_cls'],
+        area.loss(x, clean)['loss_cls'])
     # The area mix differs from the 4-of-16-cells attention mix here
     # (lam 0.5 vs 0.75).
-    assert not torch.allclose(attention.loss(x, samples)['loss_cls'],
-                              area.loss(x, samples)['loss_cls'])
+    assert not torch.allclose(attention.loss(x, samples, mix=mix)['loss_cls'],
+                              area.loss(x, samples, mix=mix)['loss_cls'])
 
 
 def test_label_mix_needs_the_geometry():
@@ -103,9 +110,11 @@ def test_label_mix_needs_the_geometry():
     with pytest.raises(ValueError, match="label_mix='attention' is set but"):
         MODELS.build(dict(base, train_cfg=dict(
             augments=dict(type='CutMix', alpha=1.0))))
-    model = MODELS.build(dict(base, train_cfg=dict(
+    MODELS.build(dict(base, train_cfg=dict(
         augments=dict(type='GeometryCutMix', alpha=1.0))))
-    assert model.head.geometry_wired
+    # A stock ImageClassifier hands the head no geometry.
+    with pytest.raises(ValueError, match="label_mix='attention' needs model"):
+        head().loss(feats(), mixed_samples((0, 0, 8, 8), [1, 0, 3, 2])[0])
     with pytest.raises(ValueError, match='label_mix must be one of'):
         head('box')
 

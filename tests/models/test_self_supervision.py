@@ -10,6 +10,7 @@ from mmsaol.models import (
     SpatialLogitsLoss,
     frozen_norm_statistics,
 )
+from mmsaol.structures import MixContext, MixGeometry
 
 IN_CHANNELS = (8, 16)
 
@@ -25,7 +26,6 @@ def head(target='self', **kw):
                           in_channels=IN_CHANNELS, channels=8,
                           zero_init_attention=False,
                           self_supervision=dict(target=target, **kw)))
-    h.geometry_wired = True  # what SAOLClassifier does after its checks
     return h.eval()
 
 
@@ -35,15 +35,18 @@ def clean_outputs(h, clean_feats):
         return h.saol_outputs(clean_feats)
 
 
-def mixed_samples(box, partner, image_size=(32, 32), labels=(0, 1, 2, 0)):
-    out = []
-    for i, label in enumerate(labels):
-        s = DataSample().set_gt_label(label)
-        s.set_field(torch.tensor(box, dtype=torch.float32), 'mix_box')
-        s.set_field(torch.tensor(partner[i]), 'mix_partner')
-        s.set_metainfo({'mix_image_size': image_size})
-        out.append(s)
-    return out
+def samples(labels=(0, 1, 2, 0)):
+    return [DataSample().set_gt_label(label) for label in labels]
+
+
+def mix(box, partner, unmixed=None, image_size=(32, 32)):
+    """What SAOLClassifier hands the head for a GeometryCutMix batch."""
+    n = len(partner)
+    geometry = MixGeometry(
+        boxes=torch.tensor([box] * n, dtype=torch.float32),
+        partner=torch.tensor(partner), lam=torch.zeros(n),
+        image_size=image_size, unmixed=torch.zeros(n, 3, *image_size))
+    return MixContext(geometry, unmixed)
 
 
 @pytest.mark.parametrize('loss_cls, shape, dims', [
@@ -71,18 +74,18 @@ def test_self_targets_give_zero_loss_when_mixed_equals_pasted_clean():
     partner = [2, 3, 0, 1]
     # Whole image pasted: the mixed image IS the partner.
     mixed = tuple(f[partner] for f in clean)
-    losses = h.loss(mixed, mixed_samples((0, 0, 32, 32), partner),
-                    unmixed_outputs=clean_outputs(h, clean))
+    losses = h.loss(mixed, samples(),
+                    mix=mix((0, 0, 32, 32), partner, clean_outputs(h, clean)))
     assert losses['loss_spatial'].abs() < 1e-6
     assert losses['loss_attention'].abs() < 1e-6
     # Nothing pasted: the target is the image itself.
-    losses = h.loss(clean, mixed_samples((5, 5, 5, 5), partner),
-                    unmixed_outputs=clean_outputs(h, clean))
+    losses = h.loss(clean, samples(),
+                    mix=mix((5, 5, 5, 5), partner, clean_outputs(h, clean)))
     assert losses['loss_spatial'].abs() < 1e-6
     assert losses['loss_attention'].abs() < 1e-6
     # A real box with unrelated maps: positive.
-    losses = h.loss(feats(seed=1), mixed_samples((0, 8, 16, 32), partner),
-                    unmixed_outputs=clean_outputs(h, clean))
+    losses = h.loss(feats(seed=1), samples(),
+                    mix=mix((0, 8, 16, 32), partner, clean_outputs(h, clean)))
     assert losses['loss_spatial'] > 1e-3 and losses['loss_attention'] > 1e-3
 
 
@@ -91,7 +94,7 @@ def test_label_targets():
     f = feats()
     partner = [1, 0, 3, 2]
     labels = (0, 1, 2, 0)
-    losses = h.loss(f, mixed_samples((0, 0, 16, 32), partner))
+    losses = h.loss(f, samples(labels), mix=mix((0, 0, 16, 32), partner))
     out = h.saol_outputs(f)
     # Left half (x < 16) of the 4x4 grid is the partner's label.
     expected = []
@@ -115,9 +118,9 @@ def grads_of(h, loss):
 def test_gradients_reach_the_right_branch():
     h = head()
     clean = feats()
-    losses = h.loss(feats(seed=2), mixed_samples((0, 0, 16, 16),
-                                                 [1, 0, 3, 2]),
-                    unmixed_outputs=clean_outputs(h, clean))
+    losses = h.loss(feats(seed=2), samples(),
+                    mix=mix((0, 0, 16, 16), [1, 0, 3, 2],
+                            clean_outputs(h, clean)))
     spatial = grads_of(h, losses['loss_spatial'])
     assert any(n.startswith('spatial_cls') for n in spatial)
     assert not any(n.startswith('attention') for n in spatial)
@@ -130,7 +133,7 @@ def test_unmixed_batch_gives_zero_losses_in_graph():
     h = head()
     f = tuple(x.requires_grad_() for x in feats())
     plain = [DataSample().set_gt_label(0) for _ in range(4)]
-    losses = h.loss(f, plain)
+    losses = h.loss(f, plain, mix=MixContext())
     assert losses['loss_spatial'] == 0 and losses['loss_attention'] == 0
     assert losses['loss_spatial'].requires_grad
 
@@ -138,7 +141,9 @@ def test_unmixed_batch_gives_zero_losses_in_graph():
 def test_self_mode_without_unmixed_batch_explains():
     h = head()
     with pytest.raises(RuntimeError, match="model.type='SAOLClassifier'"):
-        h.loss(feats(), mixed_samples((0, 0, 16, 16), [1, 0, 3, 2]))
+        h.loss(feats(), samples(), mix=mix((0, 0, 16, 16), [1, 0, 3, 2]))
+    with pytest.raises(ValueError, match="model.type='SAOLClassifier'"):
+        h.loss(feats(), samples())
 
 
 MODEL = dict(
@@ -201,7 +206,6 @@ def test_unmixed_forward_leaves_norm_statistics_untouched(mode):
 def test_training_step_with_self_supervision():
     torch.manual_seed(0)
     model = build().train()
-    assert model.data_preprocessor.batch_augments.augments[0].keep_unmixed
     data = dict(inputs=[torch.rand(3, 32, 32) * 255 for _ in range(4)],
                 data_samples=[DataSample().set_gt_label(i % 3)
                               for i in range(4)])

@@ -1,4 +1,5 @@
-from .cutmix import GeometryCutMix, MixGeometry
+from ...structures import MixGeometry
+from .cutmix import GeometryCutMix
 from .data_preprocessor import SAOLDataPreprocessor, geometry_augments
 from .geometry import box_to_cell_coverage, paste_maps
 

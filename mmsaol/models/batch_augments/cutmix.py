@@ -1,7 +1,6 @@
 """A CutMix that tells the model where it pasted."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -10,30 +9,8 @@ from mmpretrain.models.utils.batch_augments import CutMix
 from mmpretrain.registry import BATCH_AUGMENTS
 from torch import Tensor
 
+from ...structures import MixGeometry
 from ..options import check_options
-
-
-@dataclass
-class MixGeometry:
-    """What one CutMix call did to a batch.
-
-    Attributes:
-        boxes (Tensor): ``(N, 4)`` pasted box of every image, ``(x1, y1, x2,
-            y2)`` in input pixels, half-open. With one box per batch all rows
-            are equal.
-        partner (Tensor): ``(N,)`` index of the image pasted into image i.
-        lam (Tensor): ``(N,)`` share of image i's own label after the area
-            correction (``1 - box area / image area`` when ``correct_lam``).
-        image_size (Tuple[int, int]): ``(H, W)`` of the mixed batch.
-        unmixed (Tensor, optional): the batch before pasting, kept only when
-            a consumer asked for it (``keep_unmixed``).
-    """
-
-    boxes: Tensor
-    partner: Tensor
-    lam: Tensor
-    image_size: Tuple[int, int]
-    unmixed: Optional[Tensor] = None
 
 
 @BATCH_AUGMENTS.register_module()
@@ -43,10 +20,10 @@ class GeometryCutMix(CutMix):
     A drop-in for mmpretrain's :class:`CutMix` (same arguments, same mixing,
     same random draws for the default one-box-per-batch mode) that also
     remembers, for the next :class:`SAOLDataPreprocessor` to read, the pasted
-    box, the partner permutation and the corrected lambda of the last batch
-    it mixed (:class:`MixGeometry`). SAOL's location-specific
-    self-supervision needs them: the pasted region of a mixed image should
-    be explained by the partner image.
+    boxes, the partner permutation, the corrected lambda and the batch
+    before pasting, of the last batch it mixed (:class:`MixGeometry`).
+    SAOL's location-specific self-supervision needs them: the pasted region
+    of a mixed image should be explained by the partner image.
 
     Args:
         alpha (float): Beta(alpha, alpha) parameter of the mixing ratio.
@@ -58,10 +35,6 @@ class GeometryCutMix(CutMix):
             image instead of one for the whole batch (the original CutMix).
             More diverse geometry per batch at the cost of a Python loop over
             the batch. Defaults to False.
-        keep_unmixed (bool): Keep a copy of the batch before pasting in the
-            recorded geometry. Set automatically by :class:`SAOLClassifier`
-            when the self-annotated self-supervision needs it. Defaults to
-            False.
     """
 
     #: Arguments :class:`GeometryCutMix` adds to mmpretrain's ``CutMix``;
@@ -73,8 +46,7 @@ class GeometryCutMix(CutMix):
                  alpha: float,
                  cutmix_minmax: Optional[List[float]] = None,
                  correct_lam: bool = True,
-                 per_sample_box: bool = False,
-                 keep_unmixed: bool = False) -> None:
+                 per_sample_box: bool = False) -> None:
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) \
                 or alpha <= 0:
             raise ValueError(
@@ -84,7 +56,6 @@ class GeometryCutMix(CutMix):
         super().__init__(alpha=float(alpha), cutmix_minmax=cutmix_minmax,
                          correct_lam=correct_lam)
         self.per_sample_box = per_sample_box
-        self.keep_unmixed = keep_unmixed
         self.last_geometry: Optional[MixGeometry] = None
 
     def pop_geometry(self) -> Optional[MixGeometry]:
@@ -130,13 +101,14 @@ class GeometryCutMix(CutMix):
             index = torch.randperm(batch_size)
             boxes, lams = self._draw_per_sample(img_shape, batch_size)
 
-        unmixed = batch_inputs.clone() if (
-            self.keep_unmixed or self.per_sample_box) else None
+        # The batch before pasting: the source of the pasted regions, and
+        # the input of SAOL's self-annotated targets.
+        unmixed = batch_inputs.clone()
         index_dev = index.to(batch_inputs.device)
         if not self.per_sample_box:
             x1, y1, x2, y2 = (int(v) for v in boxes[0])
             batch_inputs[:, :, y1:y2, x1:x2] = \
-                batch_inputs[index_dev, :, y1:y2, x1:x2]
+                unmixed[index_dev, :, y1:y2, x1:x2]
         else:
             for i, (x1, y1, x2, y2) in enumerate(boxes.astype(np.int64)):
                 batch_inputs[i, :, y1:y2, x1:x2] = \
@@ -150,5 +122,5 @@ class GeometryCutMix(CutMix):
             partner=index_dev,
             lam=lam_t,
             image_size=(int(img_shape[0]), int(img_shape[1])),
-            unmixed=unmixed if self.keep_unmixed else None)
+            unmixed=unmixed)
         return batch_inputs, mixed_scores

@@ -1,4 +1,4 @@
-"""ClsDataPreprocessor that carries CutMix geometry to the head."""
+"""ClsDataPreprocessor that carries CutMix geometry to the model."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -6,14 +6,8 @@ from typing import List, Optional
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 
-from .cutmix import GeometryCutMix, MixGeometry
-
-#: DataSample fields written for every image of a CutMix batch.
-MIX_BOX = 'mix_box'
-MIX_PARTNER = 'mix_partner'
-MIX_PARTNER_LABEL = 'mix_partner_label'
-MIX_IMAGE_SIZE = 'mix_image_size'
-UNMIXED_INPUT = 'unmixed_input'
+from ...structures import MixGeometry, attach_mix_geometry
+from .cutmix import GeometryCutMix
 
 
 def geometry_augments(preprocessor) -> List[GeometryCutMix]:
@@ -33,20 +27,17 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
     does the same normalisation and batch augmentation (so
     ``model.train_cfg = dict(augments=...)`` keeps its stock form). After a
     training batch mixed by :class:`GeometryCutMix`, every
-    :class:`DataSample` also carries:
+    :class:`DataSample` also refers, under the metainfo key
+    :data:`~mmsaol.structures.MIX_GEOMETRY`, to the batch's one
+    :class:`~mmsaol.structures.MixGeometry` (boxes, partners, the batch
+    before pasting); read it with :func:`~mmsaol.structures.mix_geometry`.
 
-    - ``mix_box``: ``(4,)`` pasted box ``(x1, y1, x2, y2)`` in input pixels;
-    - ``mix_partner``: index (in this batch) of the pasted image;
-    - ``mix_partner_label``: the partner's ``gt_label``;
-    - ``mix_image_size`` (metainfo): ``(H, W)`` of the mixed batch;
-    - ``unmixed_input``: the image before pasting, when kept.
-
-    The per-cell mask is derived from the box on whatever feature grid the
+    The per-cell mask is derived from the boxes on whatever feature grid the
     head has (:func:`box_to_cell_coverage`), so the preprocessor need not know
     the backbone's stride. A batch that was not mixed by
     :class:`GeometryCutMix` (Mixup or identity chosen by
-    ``RandomBatchAugment``, or evaluation) carries none of these fields, and
-    the location losses treat it as "nothing pasted".
+    ``RandomBatchAugment``, or evaluation) carries no geometry, and the
+    location losses treat it as "nothing pasted".
     """
 
     def _check_labels(self, data: dict) -> None:
@@ -75,15 +66,6 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
         for augment in geometry_augments(self):
             geometry = augment.pop_geometry() or geometry
         samples = out.get('data_samples')
-        if geometry is None or not training or not samples:
-            return out
-        labels = [s.gt_label for s in samples]
-        for i, sample in enumerate(samples):
-            j = int(geometry.partner[i])
-            sample.set_field(geometry.boxes[i], MIX_BOX)
-            sample.set_field(geometry.partner[i], MIX_PARTNER)
-            sample.set_field(labels[j], MIX_PARTNER_LABEL)
-            sample.set_metainfo({MIX_IMAGE_SIZE: geometry.image_size})
-            if geometry.unmixed is not None:
-                sample.set_field(geometry.unmixed[i], UNMIXED_INPUT)
+        if geometry is not None and training and samples:
+            attach_mix_geometry(samples, geometry)
         return out

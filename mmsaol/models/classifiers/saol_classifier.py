@@ -14,11 +14,12 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...structures import MixContext, SAOLOutputs, mix_geometry
 from ..batch_augments.data_preprocessor import (
-    UNMIXED_INPUT,
     SAOLDataPreprocessor,
     geometry_augments,
 )
+from ..heads.saol_head import SAOLHead
 from ..options import check_options
 
 UNMIXED_NORM_MODES = ('batch', 'running')
@@ -123,14 +124,15 @@ class SAOLClassifier(ImageClassifier):
 
     - its data preprocessor defaults to :class:`SAOLDataPreprocessor`, which
       carries :class:`GeometryCutMix`'s boxes to the head;
-    - at build time it checks that a head with ``self_supervision`` has the
-      augment and preprocessor it needs, and tells the augment to keep the
-      un-mixed batch when the head's target is ``'self'``;
-    - in ``loss`` it forwards the un-mixed batch through the backbone
-      without gradient (only for CutMix batches) and passes its maps to the
-      head, which cut-and-pastes them into the self-annotated targets.
-      With SyncBN in a multi-process run the ranks first agree (one flag
-      all-reduce) so that all of them run that forward whenever one does.
+    - at build time it checks that a head with ``self_supervision`` (or
+      ``label_mix='attention'``) has the augment and preprocessor it needs;
+    - in ``loss`` it hands the head one :class:`~mmsaol.structures.MixContext`:
+      the batch's CutMix geometry and, when the head's self-supervision is
+      self-annotated (``target='self'``), SAOL's maps of the un-mixed batch
+      (a forward of backbone and head without gradient, only for CutMix
+      batches), which the head cuts and pastes into its targets. With SyncBN
+      in a multi-process run the ranks first agree (one flag all-reduce) so
+      that all of them run that forward whenever one does.
 
     Args:
         unmixed_norm (str): How BatchNorm layers normalise the un-mixed
@@ -164,18 +166,19 @@ class SAOLClassifier(ImageClassifier):
 
     def _check_self_supervision(self) -> None:
         head = self.head
-        if getattr(head, 'self_supervision', None) is None:
-            if getattr(head, 'label_mix', 'area') == 'attention':
-                self._check_geometry("head.label_mix='attention'",
-                                     "head.label_mix='area'")
-                head.geometry_wired = True
-            return
-        self._check_geometry('head.self_supervision',
-                             'head.self_supervision=None')
-        if head.needs_unmixed_forward:
-            for augment in geometry_augments(self.data_preprocessor):
-                augment.keep_unmixed = True
-        head.geometry_wired = True
+        if getattr(head, 'self_supervision', None) is not None:
+            self._check_geometry('head.self_supervision',
+                                 'head.self_supervision=None')
+        elif getattr(head, 'label_mix', 'area') == 'attention':
+            self._check_geometry("head.label_mix='attention'",
+                                 "head.label_mix='area'")
+
+    @property
+    def _self_annotated(self) -> bool:
+        """Whether the head's targets are its own maps of the un-mixed batch
+        (self-supervision ``target='self'``)."""
+        config = getattr(self.head, 'self_supervision', None)
+        return bool(config) and config['target'] == 'self'
 
     def _check_geometry(self, what: str, off: str) -> None:
         """``what`` needs GeometryCutMix's boxes carried to the head; ``off``
@@ -196,26 +199,31 @@ class SAOLClassifier(ImageClassifier):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:
-        """Losses of a batch; adds the un-mixed no-grad forward when the
-        head's self-supervision targets are self-annotated."""
-        feats = self.extract_feat(inputs)
-        unmixed_outputs = None
-        has_unmixed = UNMIXED_INPUT in data_samples[0]
-        if getattr(self.head, 'needs_unmixed_forward', False) and \
-                self._unmixed_forward_anywhere(has_unmixed, inputs.device):
-            # Ranks whose batch was not CutMixed run the same forward on
-            # their own batch (and drop it) so that synchronised norms see
-            # matching collectives on every rank.
-            unmixed = torch.stack([s.get(UNMIXED_INPUT)
-                                   for s in data_samples]) \
-                if has_unmixed else inputs
-            # Backbone and head: no gradient, no BN statistics touched.
-            with torch.no_grad(), frozen_norm_statistics(self,
-                                                         self.unmixed_norm):
-                outputs = self.head.saol_outputs(self.extract_feat(unmixed))
-            unmixed_outputs = outputs if has_unmixed else None
-        return self.head.loss(feats, data_samples,
-                              unmixed_outputs=unmixed_outputs)
+        """Losses of a batch: ``ImageClassifier.loss`` with the head handed
+        the batch's :class:`~mmsaol.structures.MixContext`."""
+        geometry = mix_geometry(data_samples)
+        unmixed = None
+        if self._self_annotated and self._unmixed_forward_anywhere(
+                geometry is not None, inputs.device):
+            # Before the mixed forward, so its activations are freed before
+            # the training graph is built. A rank whose batch was not
+            # CutMixed runs the same forward on its own batch (and drops it)
+            # so that synchronised norms see matching collectives.
+            unmixed = self.unmixed_outputs(
+                inputs if geometry is None else geometry.unmixed)
+            if geometry is None:
+                unmixed = None
+        if not isinstance(self.head, SAOLHead):  # e.g. a GAP-FC control
+            return self.head.loss(self.extract_feat(inputs), data_samples)
+        return self.head.loss(self.extract_feat(inputs), data_samples,
+                              mix=MixContext(geometry, unmixed))
+
+    def unmixed_outputs(self, inputs: torch.Tensor) -> SAOLOutputs:
+        """SAOL's maps of the un-mixed batch: backbone and head without
+        gradient, BN statistics untouched, Dropout/DropPath off (see
+        :func:`frozen_norm_statistics`)."""
+        with torch.no_grad(), frozen_norm_statistics(self, self.unmixed_norm):
+            return self.head.saol_outputs(self.extract_feat(inputs))
 
     def _unmixed_forward_anywhere(self, local: bool,
                                   device: torch.device) -> bool:

@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ...structures import attach_maps
 from ..options import check_options
 
 
@@ -118,7 +119,5 @@ class CAMHead(LinearClsHead):
         top = scores.topk(min(self.maps_topk, self.num_classes), dim=1).indices
         maps = class_activation_maps(feat.float(), self.fc.weight.float(),
                                      self.fc.bias.float(), top)
-        for i, sample in enumerate(samples):
-            sample.set_field(maps[i], 'class_maps')
-            sample.set_field(top[i], 'class_map_labels')
+        attach_maps(samples, maps, top)
         return samples

@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import copy
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ..batch_augments.data_preprocessor import (
-    MIX_BOX,
-    MIX_IMAGE_SIZE,
-    MIX_PARTNER,
+from ...structures import MixContext, SAOLOutputs, attach_maps
+from ..batch_augments.geometry import box_to_cell_coverage
+from ..losses.location_losses import (
+    attention_mixed_labels,
+    label_map_target,
+    self_annotated_attention_target,
+    self_annotated_spatial_target,
 )
-from ..batch_augments.geometry import box_to_cell_coverage, paste_maps
 from ..options import check_options
 from .functional import (
     class_maps,
@@ -33,23 +34,6 @@ TEST_OUTPUTS = ('saol', 'gapfc')
 ATTENTION_INPUTS = ('reduced', 'last')
 FUSION_ORDERS = ('resize_then_reduce', 'reduce_then_resize')
 LABEL_MIXES = ('area', 'attention')
-
-
-class SAOLOutputs(NamedTuple):
-    """Everything SAOL computes for a batch.
-
-    Attributes:
-        log_attention (Tensor): ``(N, h, w)`` log attention map ``log A``.
-        log_spatial (Tensor): ``(N, K, h, w)`` log spatial posteriors
-            ``log Y``.
-        log_probs (Tensor): ``(N, K)`` output ``log y``.
-        last_feat (Tensor): ``(N, C_L, h, w)`` last backbone map ``X^L``.
-    """
-
-    log_attention: Tensor
-    log_spatial: Tensor
-    log_probs: Tensor
-    last_feat: Tensor
 
 
 def _positive_ints(value, name: str) -> Tuple[int, ...]:
@@ -236,9 +220,6 @@ class SAOLHead(ClsHead):
 
         self.self_supervision = self._build_self_supervision(
             self_supervision)
-        # Set by SAOLClassifier once it has checked that the geometry
-        # (GeometryCutMix + SAOLDataPreprocessor) reaches this head.
-        self.geometry_wired = False
         self.gapfc = None
         if distillation is not None:
             distillation = dict(distillation)
@@ -311,12 +292,6 @@ class SAOLHead(ClsHead):
         self.spatial_loss = MODELS.build(spatial) if spatial else None
         self.attention_loss = MODELS.build(attention) if attention else None
         return dict(target=target)
-
-    @property
-    def needs_unmixed_forward(self) -> bool:
-        """Whether the loss needs the un-mixed batch's maps (mode 'self')."""
-        return bool(self.self_supervision) and \
-            self.self_supervision['target'] == 'self'
 
     # ---------------------------------------------------------------- forward
     def _check_feats(self, feats) -> Tuple[Tensor, ...]:
@@ -445,49 +420,41 @@ class SAOLHead(ClsHead):
         return target
 
     def loss(self, feats: Tuple[Tensor, ...], data_samples: List[DataSample],
-             unmixed_outputs: Optional[SAOLOutputs] = None,
-             **kwargs) -> dict:
-        """Losses of a training batch.
+             mix: Optional[MixContext] = None, **kwargs) -> dict:
+        """Losses of a training batch: ``ClsHead.loss`` on SAOL's output
+        ``log y``, plus the terms the config switches on.
 
         Args:
             feats (tuple[Tensor]): Stage maps of the (mixed) batch.
             data_samples (List[DataSample]): Samples with ``gt_label`` /
-                ``gt_score`` and, after :class:`GeometryCutMix`, the mix
-                geometry.
-            unmixed_outputs (SAOLOutputs, optional): SAOL's maps of the
-                un-mixed batch, computed without gradient and without
-                touching BN statistics by :class:`SAOLClassifier`, for
-                ``self_supervision.target='self'``.
+                ``gt_score``.
+            mix (MixContext, optional): How the batch was mixed, handed over
+                by :class:`SAOLClassifier` (its CutMix geometry and, for
+                ``self_supervision.target='self'``, SAOL's maps of the
+                un-mixed batch). ``self_supervision`` and
+                ``label_mix='attention'`` need it.
 
         Returns:
             dict[str, Tensor]: ``loss_cls`` and, when enabled,
-            ``loss_gapfc``, ``loss_distill``, ``loss_spatial``,
-            ``loss_attention``.
+            ``loss_gapfc`` and ``loss_distill`` (:meth:`_distillation_losses`),
+            ``loss_spatial`` and ``loss_attention``
+            (:meth:`_location_losses`).
         """
         out = self.saol_outputs(feats)
         target = self._targets(data_samples)
-        batch = out.log_probs.size(0)
+        coverage = self._mix_coverage(mix, out)
         saol_target = target
-        if self.label_mix == 'attention':
+        if self.label_mix == 'attention' and coverage is not None:
             saol_target = self._attention_mixed_target(
-                out, data_samples, unmixed_outputs, target)
+                out, data_samples, mix, coverage)
         losses = dict(loss_cls=self.loss_module(
-            out.log_probs, saol_target, avg_factor=batch, **kwargs))
+            out.log_probs, saol_target, avg_factor=len(data_samples),
+            **kwargs))
         if self.gapfc is not None:
-            logits = self.gapfc_logits(out.last_feat)
-            losses['loss_gapfc'] = self.gapfc_loss(
-                logits, target, avg_factor=batch, **kwargs)
-            losses['loss_distill'] = self.distill_loss(logits, out.log_probs)
+            losses.update(self._distillation_losses(out, target, **kwargs))
         if self.self_supervision is not None:
-            if not self.geometry_wired:
-                raise ValueError(
-                    "head.self_supervision needs model.type='SAOLClassifier' "
-                    '(it carries the CutMix geometry to the head and '
-                    'computes the un-mixed maps; otherwise the location '
-                    'losses would silently stay 0), or set '
-                    'head.self_supervision=None.')
             losses.update(
-                self._location_losses(out, data_samples, unmixed_outputs))
+                self._location_losses(out, data_samples, mix, coverage))
         if self.cal_acc:
             losses.update(self._accuracy(out.log_probs, target))
         return losses
@@ -500,88 +467,95 @@ class SAOLHead(ClsHead):
         acc = Accuracy.calculate(scores, target, topk=self.topk)
         return {f'accuracy_top-{k}': a for k, a in zip(self.topk, acc)}
 
-    def _mix_coverage(self, data_samples: List[DataSample],
-                      grid: Sequence[int], device: torch.device
-                      ) -> Optional[Tuple[Tensor, Tensor]]:
-        """Per-cell pasted fraction ``(N, h, w)`` and partner ``(N,)`` of a
-        CutMix batch; None when the batch was not mixed by GeometryCutMix."""
-        if MIX_BOX not in data_samples[0]:
+    def _distillation_losses(self, out: SAOLOutputs, target: Tensor,
+                             **kwargs) -> dict:
+        """The GAP-FC branch: its own loss on the ground truth
+        (``loss_gapfc``) and its distillation from SAOL's output
+        (``loss_distill``, :class:`SelfDistillLoss`)."""
+        logits = self.gapfc_logits(out.last_feat)
+        return dict(
+            loss_gapfc=self.gapfc_loss(logits, target,
+                                       avg_factor=logits.size(0), **kwargs),
+            loss_distill=self.distill_loss(logits, out.log_probs))
+
+    def _mix_coverage(self, mix: Optional[MixContext],
+                      out: SAOLOutputs) -> Optional[Tensor]:
+        """Pasted fraction ``(N, h, w)`` of every feature cell of a CutMix
+        batch; None for a batch that GeometryCutMix did not mix."""
+        needs = [name for name, on in (
+            ('head.self_supervision', self.self_supervision is not None),
+            ("head.label_mix='attention'", self.label_mix == 'attention'))
+            if on]
+        if mix is None and needs:
+            raise ValueError(
+                f"{needs[0]} needs model.type='SAOLClassifier' (it carries "
+                'the CutMix geometry to the head and computes the un-mixed '
+                'maps; otherwise the location losses would silently stay 0), '
+                f'or switch {needs[0]} off.')
+        if mix is None or mix.geometry is None:
             return None
-        boxes = torch.stack([s.get(MIX_BOX) for s in data_samples]).to(device)
-        partner = torch.stack(
-            [s.get(MIX_PARTNER) for s in data_samples]).to(device).long()
-        image_size = data_samples[0].metainfo[MIX_IMAGE_SIZE]
-        return box_to_cell_coverage(boxes, image_size, grid), partner
+        geometry = mix.geometry
+        grid = out.log_attention.shape[-2:]
+        return box_to_cell_coverage(
+            geometry.boxes.to(out.log_attention.device), geometry.image_size,
+            grid)
 
     @staticmethod
-    def _pasted_attention(clean: SAOLOutputs, partner: Tensor,
-                          coverage: Tensor) -> Tensor:
-        """The un-mixed attention maps cut and pasted like the images,
-        renormalised to sum to 1: mode S's attention target."""
-        target = paste_maps(clean.log_attention.exp(), partner, coverage)
-        return target / target.sum(dim=(1, 2), keepdim=True).clamp(
-            min=torch.finfo(target.dtype).tiny)
+    def _gt_labels(data_samples: List[DataSample], device) -> Tensor:
+        return torch.cat([s.gt_label for s in data_samples]).to(device)
 
     def _attention_mixed_target(self, out: SAOLOutputs,
                                 data_samples: List[DataSample],
-                                clean: Optional[SAOLOutputs],
-                                target: Tensor) -> Tensor:
-        """``label_mix='attention'``: the two labels of a CutMix image mixed
-        by the attention mass inside the pasted box; ``target`` unchanged
-        for a batch that GeometryCutMix did not mix."""
-        mix = self._mix_coverage(data_samples, out.log_attention.shape[-2:],
-                                 out.log_attention.device)
-        if mix is None:
-            return target
-        coverage, partner = mix
-        if clean is not None:
-            attention = self._pasted_attention(clean, partner, coverage)
+                                mix: MixContext, coverage: Tensor) -> Tensor:
+        """``label_mix='attention'``: :func:`attention_mixed_labels` with the
+        pasted self-annotated attention target (mode ``'self'``) or else
+        the mixed image's own attention."""
+        partner = mix.geometry.partner.to(coverage.device).long()
+        if mix.unmixed is not None:
+            attention = self_annotated_attention_target(
+                mix.unmixed, partner, coverage)
         else:
-            attention = out.log_attention.detach().exp()
-        share = (attention.float() * coverage).sum(dim=(1, 2)).clamp(0, 1)
-        labels = torch.cat([s.gt_label for s in data_samples]).to(
-            share.device)
-        onehot = F.one_hot(labels, self.num_classes).float()
-        return (1 - share)[:, None] * onehot + \
-            share[:, None] * onehot[partner]
+            attention = out.log_attention.exp()
+        return attention_mixed_labels(
+            self._gt_labels(data_samples, coverage.device), self.num_classes,
+            attention, partner, coverage)
 
     def _location_losses(self, out: SAOLOutputs,
-                         data_samples: List[DataSample],
-                         clean: Optional[SAOLOutputs]) -> dict:
-        """CutMix location-specific self-supervision (paper Sec. 3)."""
-        grid = out.log_spatial.shape[-2:]
-        mix = self._mix_coverage(data_samples, grid, out.log_spatial.device)
-        names = [n for n, m in (('loss_spatial', self.spatial_loss),
-                                ('loss_attention', self.attention_loss)) if m]
-        if mix is None:
+                         data_samples: List[DataSample], mix: MixContext,
+                         coverage: Optional[Tensor]) -> dict:
+        """CutMix location-specific self-supervision (paper Sec. 3): the
+        mixed image's spatial posteriors (``loss_spatial``) and attention
+        (``loss_attention``) against the targets of
+        :func:`label_map_target` (mode ``'label'``) or
+        :func:`self_annotated_spatial_target` and
+        :func:`self_annotated_attention_target` (mode ``'self'``)."""
+        if coverage is None:
             # Mixup / identity batch: nothing was pasted. Exact zeros that
             # stay in the graph keep the logged keys and DDP stable.
             zero = out.log_spatial.sum() * 0.0
-            return {name: zero for name in names}
-        coverage, partner = mix
-        losses = {}
+            return {name: zero for name, loss in (
+                ('loss_spatial', self.spatial_loss),
+                ('loss_attention', self.attention_loss)) if loss}
+        partner = mix.geometry.partner.to(coverage.device).long()
         if self.self_supervision['target'] == 'label':
-            labels = torch.cat([s.gt_label for s in data_samples])
-            onehot = F.one_hot(labels, self.num_classes).float()
-            label_maps = onehot[:, :, None, None].expand(-1, -1, *grid)
-            losses['loss_spatial'] = self.spatial_loss(
-                out.log_spatial, paste_maps(label_maps, partner, coverage))
-            return losses
-        if clean is None:
+            return dict(loss_spatial=self.spatial_loss(
+                out.log_spatial, label_map_target(
+                    self._gt_labels(data_samples, coverage.device),
+                    self.num_classes, partner, coverage)))
+        if mix.unmixed is None:
             raise RuntimeError(
-                "head.self_supervision.target='self' needs the un-mixed "
-                "batch: use model.type='SAOLClassifier' (it forwards the "
-                "un-mixed "
-                'images without gradient), or set self_supervision.target='
-                "'label'.")
+                "head.self_supervision.target='self' needs SAOL's maps of "
+                "the un-mixed batch, which model.type='SAOLClassifier' "
+                'computes; or set self_supervision.target=\'label\'.')
+        losses = {}
         if self.spatial_loss is not None:
             losses['loss_spatial'] = self.spatial_loss(
-                out.log_spatial,
-                paste_maps(clean.log_spatial.exp(), partner, coverage))
+                out.log_spatial, self_annotated_spatial_target(
+                    mix.unmixed, partner, coverage))
         if self.attention_loss is not None:
             losses['loss_attention'] = self.attention_loss(
-                out.log_attention,
-                self._pasted_attention(clean, partner, coverage))
+                out.log_attention, self_annotated_attention_target(
+                    mix.unmixed, partner, coverage))
         return losses
 
     # ---------------------------------------------------------------- predict
@@ -611,9 +585,7 @@ class SAOLHead(ClsHead):
         samples = self._get_predictions(scores, data_samples)
         k = min(self.maps_topk, self.num_classes)
         top = scores.topk(k, dim=1).indices
-        maps = class_maps(out.log_attention, out.log_spatial, top)
-        for i, sample in enumerate(samples):
-            sample.set_field(out.log_attention[i].exp(), 'attention_map')
-            sample.set_field(maps[i], 'class_maps')
-            sample.set_field(top[i], 'class_map_labels')
+        attach_maps(samples, class_maps(out.log_attention, out.log_spatial,
+                                        top),
+                    top, attention=out.log_attention.exp())
         return samples

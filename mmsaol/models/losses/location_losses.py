@@ -1,13 +1,18 @@
-"""SAOL's location-specific self-supervision losses (paper Sec. 3)."""
+"""SAOL's location-specific self-supervision (paper Sec. 3): the two
+losses, and the targets they compare with (built from the CutMix geometry;
+each a named function with its equation)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ...structures import SAOLOutputs
+from ..batch_augments.geometry import paste_maps
 from ..options import check_options
 
 CRITERIA = ('kl', 'ce')
@@ -105,3 +110,92 @@ class AttentionLoss(_LocationLoss):
         return self._reduce(
             distribution_loss(log_attention, target, (1, 2), self.criterion),
             weight)
+
+
+# --------------------------------------------------------------- targets
+# What the mixed image's maps should be, built from the CutMix geometry:
+# ``coverage`` is M, the (N, h, w) pasted fraction of every feature cell
+# (:func:`box_to_cell_coverage`), ``partner`` is pi, the (N,) index of the
+# image pasted into image i.
+
+
+def label_map_target(labels: Tensor, num_classes: int, partner: Tensor,
+                     coverage: Tensor) -> Tensor:
+    r"""Self-supervision ``'label'``: the cut-and-pasted one-hot label maps.
+
+    .. math::
+        T_{i,:,jk} = (1 - M_{i,jk})\, e_{y_i} + M_{i,jk}\, e_{y_{\pi(i)}}
+
+    Args:
+        labels (Tensor): ``(N,)`` ground-truth classes of the un-mixed
+            images.
+        num_classes (int): ``K``.
+        partner (Tensor): ``(N,)`` partner index ``pi``.
+        coverage (Tensor): ``(N, h, w)`` pasted fraction ``M``.
+
+    Returns:
+        Tensor: ``(N, K, h, w)`` target of :class:`SpatialLogitsLoss`.
+    """
+    onehot = F.one_hot(labels.long(), num_classes).float()
+    label_maps = onehot[:, :, None, None].expand(-1, -1,
+                                                 *coverage.shape[-2:])
+    return paste_maps(label_maps, partner, coverage)
+
+
+def self_annotated_spatial_target(unmixed: SAOLOutputs, partner: Tensor,
+                                  coverage: Tensor) -> Tensor:
+    r"""Self-supervision ``'self'``: the un-mixed images' spatial posteriors
+    ``Y`` cut and pasted like the images.
+
+    .. math::
+        T_i = (1 - M_i) \odot Y_i + M_i \odot Y_{\pi(i)}
+
+    Returns:
+        Tensor: ``(N, K, h, w)`` target of :class:`SpatialLogitsLoss`.
+    """
+    return paste_maps(unmixed.log_spatial.exp(), partner, coverage)
+
+
+def self_annotated_attention_target(unmixed: SAOLOutputs, partner: Tensor,
+                                    coverage: Tensor) -> Tensor:
+    r"""Self-supervision ``'self'``: the un-mixed images' attention ``A``
+    cut and pasted like the images, renormalised to a distribution.
+
+    .. math::
+        \tilde A_i = (1 - M_i) \odot A_i + M_i \odot A_{\pi(i)}, \qquad
+        T_i = \tilde A_i / \textstyle\sum_{jk} \tilde A_{i,jk}
+
+    Returns:
+        Tensor: ``(N, h, w)`` target of :class:`AttentionLoss`.
+    """
+    pasted = paste_maps(unmixed.log_attention.exp(), partner, coverage)
+    return pasted / pasted.sum(dim=(1, 2), keepdim=True).clamp(
+        min=torch.finfo(pasted.dtype).tiny)
+
+
+def attention_mixed_labels(labels: Tensor, num_classes: int,
+                           attention: Tensor, partner: Tensor,
+                           coverage: Tensor) -> Tensor:
+    r"""``label_mix='attention'``: the two labels of a CutMix image mixed by
+    the attention mass inside the pasted box (cf. TransMix, CVPR 2022).
+
+    .. math::
+        s_i = \textstyle\sum_{jk} A_{i,jk} M_{i,jk}, \qquad
+        t_i = (1 - s_i)\, e_{y_i} + s_i\, e_{y_{\pi(i)}}
+
+    Args:
+        labels (Tensor): ``(N,)`` ground-truth classes of the un-mixed
+            images.
+        num_classes (int): ``K``.
+        attention (Tensor): ``(N, h, w)`` attention that decides the shares
+            (no gradient flows into it).
+        partner (Tensor): ``(N,)`` partner index ``pi``.
+        coverage (Tensor): ``(N, h, w)`` pasted fraction ``M``.
+
+    Returns:
+        Tensor: ``(N, K)`` soft target of SAOL's output ``y``.
+    """
+    share = (attention.detach().float() * coverage).sum(dim=(1, 2))
+    share = share.clamp(0, 1)
+    onehot = F.one_hot(labels.to(share.device).long(), num_classes).float()
+    return (1 - share)[:, None] * onehot + share[:, None] * onehot[partner]
