@@ -10,8 +10,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(REPO, 'mmsaol')
 
 #: What each part may import from mmsaol, besides itself. ``version``,
-#: ``troubleshooting`` and ``structures`` (the data SAOL's components hand
-#: each other) sit at the very bottom.
+#: ``troubleshooting``, ``checks`` (argument checks) and ``structures`` (the
+#: data SAOL's components hand each other) sit at the very bottom.
 ALLOWED: Dict[str, Set[str]] = {
     'compat': set(),
     'models': set(),
@@ -23,7 +23,8 @@ ALLOWED: Dict[str, Set[str]] = {
     'apis': {'compat', 'models', 'datasets', 'engine', 'evaluation',
              'visualization', 'deploy'},
 }
-BOTTOM = {'version', 'troubleshooting', '_quiet', 'structures'}
+BOTTOM = {'version', 'troubleshooting', '_quiet', 'structures',
+          'checks'}
 
 
 def part_of(path: str) -> str:

@@ -9,6 +9,8 @@ from mmengine.fileio import get_file_backend
 from mmpretrain.datasets import CUB
 from mmpretrain.registry import DATASETS
 
+from ..checks import check_choice
+
 CUB_SPLITS = ('train', 'test')
 
 
@@ -48,9 +50,7 @@ class CUBWithBoxes(CUB):
                  test_mode: bool = False,
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in CUB_SPLITS:
-            raise ValueError(f'CUBWithBoxes.split must be one of '
-                             f'{CUB_SPLITS}, got {split!r}.')
+        check_choice(split, CUB_SPLITS, 'CUBWithBoxes.split')
         backend = get_file_backend(data_root, enable_singleton=True)
         self.bbox_file = backend.join_path(data_root, 'bounding_boxes.txt')
         classes_file = backend.join_path(data_root, 'classes.txt')

@@ -15,6 +15,8 @@ from mmcv.transforms import LoadImageFromFile
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
+from ..checks import check_choice
+
 SPLITS = ('train', 'val', 'test')
 #: Transforms that read ``img_path``: they need the PNG cache (``data_root``).
 FILE_LOADERS = ('LoadImageFromFile', )
@@ -125,9 +127,7 @@ class DigitsCanvas(BaseDataset):
                  seed: int = 0,
                  data_root: str = '',
                  **kwargs) -> None:
-        if split not in SPLITS:
-            raise ValueError(f'DigitsCanvas.split must be one of {SPLITS}, '
-                             f'got {split!r}.')
+        check_choice(split, SPLITS, 'DigitsCanvas.split')
         if not 8 <= digit_size[0] <= digit_size[1] <= canvas_size:
             raise ValueError(
                 f'DigitsCanvas.digit_size={tuple(digit_size)} must satisfy '

@@ -8,6 +8,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ..checks import check_choice
 from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
 from .wsol import localization_ious, peak_in_boxes, scale_boxes
 
@@ -88,12 +89,8 @@ class WSOLMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        if map not in MAP_KINDS:
-            raise ValueError(f'WSOLMetric.map must be one of {MAP_KINDS}, '
-                             f'got {map!r}.')
-        if resolution not in RESOLUTIONS:
-            raise ValueError(f'WSOLMetric.resolution must be one of '
-                             f'{RESOLUTIONS}, got {resolution!r}.')
+        check_choice(map, MAP_KINDS, 'WSOLMetric.map')
+        check_choice(resolution, RESOLUTIONS, 'WSOLMetric.resolution')
         if not 0 <= threshold <= 1:
             raise ValueError('WSOLMetric.threshold is on the min-max '
                              f'normalised map and must be in [0, 1], got '

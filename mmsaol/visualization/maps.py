@@ -33,6 +33,7 @@ from mmpretrain.structures import DataSample
 from PIL import Image
 from torch import Tensor
 
+from ..checks import check_choice
 from ..evaluation.wsol import (
     boxes_from_map,
     image_map,
@@ -216,8 +217,7 @@ def render_maps(image: np.ndarray,
         n_bars * round(0.4 * panel_px), 3)`` uint8 RGB picture, where
         ``n_bars`` is the number of colour scales (1 or 2).
     """
-    if scale not in SCALES:
-        raise ValueError(f'scale must be one of {SCALES}, got {scale!r}.')
+    check_choice(scale, SCALES, 'scale')
     panels = sample_panels(sample, classes, topk)
     height, width = image.shape[:2]
     gt_boxes = _gt_boxes(sample, (height, width))

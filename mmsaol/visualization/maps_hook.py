@@ -10,6 +10,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 from mmpretrain.structures import DataSample
 
+from ..checks import check_choice, check_positive_int
 from .maps import SCALES, display_image, render_maps
 
 
@@ -50,12 +51,8 @@ class SAOLMapsHook(Hook):
                  box_thr: Optional[float] = None,
                  scale: str = 'shared',
                  draw_test: bool = True) -> None:
-        if not isinstance(num_images, int) or num_images < 1:
-            raise ValueError('SAOLMapsHook.num_images must be a positive int, '
-                             f'got {num_images!r}.')
-        if scale not in SCALES:
-            raise ValueError(f'SAOLMapsHook.scale must be one of {SCALES}, '
-                             f'got {scale!r}.')
+        check_positive_int(num_images, 'SAOLMapsHook.num_images')
+        check_choice(scale, SCALES, 'SAOLMapsHook.scale')
         self.scale = scale
         self.num_images = num_images
         self.topk = topk

@@ -14,6 +14,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...checks import check_choice
 from ...structures import MixContext, SAOLOutputs, mix_geometry
 from ..batch_augments.data_preprocessor import (
     SAOLDataPreprocessor,
@@ -145,9 +146,7 @@ class SAOLClassifier(ImageClassifier):
 
     @check_options
     def __init__(self, *args, unmixed_norm: str = 'batch', **kwargs) -> None:
-        if unmixed_norm not in UNMIXED_NORM_MODES:
-            raise ValueError(f'model.unmixed_norm must be one of '
-                             f'{UNMIXED_NORM_MODES}, got {unmixed_norm!r}.')
+        check_choice(unmixed_norm, UNMIXED_NORM_MODES, 'model.unmixed_norm')
         preprocessor = kwargs.get('data_preprocessor')
         if preprocessor is None or isinstance(preprocessor, dict):
             preprocessor = dict(preprocessor or {})

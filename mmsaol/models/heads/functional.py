@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from mmpretrain.structures import DataSample
 from torch import Tensor
 
 
@@ -122,3 +123,27 @@ def resize_to_grid(x: Tensor, size: Sequence[int]) -> Tensor:
             return block_average(x, size)
         return F.adaptive_avg_pool2d(x, size)
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+def classification_target(data_samples: Sequence[DataSample],
+                          num_classes: int) -> Tensor:
+    """The classification target of a batch, as ``ClsHead`` reads it: the
+    samples' ``gt_score`` ``(N, K)`` after batch augments, else their
+    ``gt_label`` ``(N,)``; with a sentence naming ``num_classes`` when the
+    data has more classes than the head."""
+    if 'gt_score' in data_samples[0]:
+        target = torch.stack([s.gt_score for s in data_samples])
+        if target.shape[1] != num_classes:
+            raise ValueError(
+                f'The data gives {target.shape[1]}-class scores but '
+                f'head.num_classes={num_classes}; set '
+                'data_preprocessor.num_classes and model.head.num_classes '
+                'to the number of classes of the data set.')
+        return target
+    target = torch.cat([s.gt_label for s in data_samples])
+    if target.numel() and int(target.max()) >= num_classes:
+        raise ValueError(
+            f'A ground-truth label is {int(target.max())} but '
+            f'head.num_classes={num_classes}; set model.head.'
+            'num_classes to the number of classes of the data set.')
+    return target

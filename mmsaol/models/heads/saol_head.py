@@ -1,7 +1,6 @@
 """Spatially Attentive Output Layer (SAOL) head."""
 from __future__ import annotations
 
-import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,8 +11,10 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ...checks import check_choice
 from ...structures import MixContext, SAOLOutputs, attach_maps
 from ..batch_augments.geometry import box_to_cell_coverage
+from ..losses.distill_loss import build_distillation_losses
 from ..losses.location_losses import (
     attention_mixed_labels,
     label_map_target,
@@ -23,6 +24,7 @@ from ..losses.location_losses import (
 from ..options import check_options
 from .functional import (
     class_maps,
+    classification_target,
     log_class_softmax,
     log_spatial_softmax,
     resize_to_grid,
@@ -175,18 +177,11 @@ class SAOLHead(ClsHead):
         if attention_channels is None:
             attention_channels = max(self.channels // 4, 1)
         _positive_ints(attention_channels, 'head.attention_channels')
-        if attention_input not in ATTENTION_INPUTS:
-            raise ValueError(f'head.attention_input must be one of '
-                             f'{ATTENTION_INPUTS}, got {attention_input!r}.')
-        if test_output not in TEST_OUTPUTS:
-            raise ValueError(f'head.test_output must be one of '
-                             f'{TEST_OUTPUTS}, got {test_output!r}.')
-        if fusion_order not in FUSION_ORDERS:
-            raise ValueError(f'head.fusion_order must be one of '
-                             f'{FUSION_ORDERS}, got {fusion_order!r}.')
-        if label_mix not in LABEL_MIXES:
-            raise ValueError(f'head.label_mix must be one of {LABEL_MIXES}, '
-                             f'got {label_mix!r}.')
+        check_choice(attention_input, ATTENTION_INPUTS,
+                     'head.attention_input')
+        check_choice(test_output, TEST_OUTPUTS, 'head.test_output')
+        check_choice(fusion_order, FUSION_ORDERS, 'head.fusion_order')
+        check_choice(label_mix, LABEL_MIXES, 'head.label_mix')
         self.fusion_order = fusion_order
         self.label_mix = label_mix
         if test_output == 'gapfc' and distillation is None:
@@ -222,16 +217,9 @@ class SAOLHead(ClsHead):
             self_supervision)
         self.gapfc = None
         if distillation is not None:
-            distillation = dict(distillation)
             self.gapfc = nn.Linear(self.in_channels[-1], num_classes)
-            self.distill_loss = MODELS.build(
-                distillation.pop('loss', dict(type='SelfDistillLoss')))
-            gt_loss = distillation.pop('gt_loss', copy.deepcopy(loss))
-            self.gapfc_loss = gt_loss if isinstance(gt_loss, nn.Module) \
-                else MODELS.build(gt_loss)
-            if distillation:
-                raise ValueError('head.distillation accepts only `loss` and '
-                                 f'`gt_loss`, got {sorted(distillation)}.')
+            self.distill_loss, self.gapfc_loss = build_distillation_losses(
+                distillation, loss)
 
     # ------------------------------------------------------------------ build
     def _zero_attention_output(self) -> None:
@@ -401,24 +389,6 @@ class SAOLHead(ClsHead):
         return self.saol_outputs(feats).log_probs
 
     # ------------------------------------------------------------------- loss
-    def _targets(self, data_samples: List[DataSample]) -> Tensor:
-        if 'gt_score' in data_samples[0]:
-            target = torch.stack([s.gt_score for s in data_samples])
-            if target.shape[1] != self.num_classes:
-                raise ValueError(
-                    f'The data gives {target.shape[1]}-class scores but '
-                    f'head.num_classes={self.num_classes}; set '
-                    'data_preprocessor.num_classes and model.head.num_classes '
-                    'to the number of classes of the data set.')
-            return target
-        target = torch.cat([s.gt_label for s in data_samples])
-        if target.numel() and int(target.max()) >= self.num_classes:
-            raise ValueError(
-                f'A ground-truth label is {int(target.max())} but '
-                f'head.num_classes={self.num_classes}; set model.head.'
-                'num_classes to the number of classes of the data set.')
-        return target
-
     def loss(self, feats: Tuple[Tensor, ...], data_samples: List[DataSample],
              mix: Optional[MixContext] = None, **kwargs) -> dict:
         """Losses of a training batch: ``ClsHead.loss`` on SAOL's output
@@ -441,7 +411,7 @@ class SAOLHead(ClsHead):
             (:meth:`_location_losses`).
         """
         out = self.saol_outputs(feats)
-        target = self._targets(data_samples)
+        target = classification_target(data_samples, self.num_classes)
         coverage = self._mix_coverage(mix, out)
         saol_target = target
         if self.label_mix == 'attention' and coverage is not None:

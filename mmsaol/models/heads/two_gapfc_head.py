@@ -2,10 +2,8 @@
 separates SAOL's self-distillation gain from "two heads" training."""
 from __future__ import annotations
 
-import copy
 from typing import List, Optional, Tuple, Union
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.models.heads import ClsHead
@@ -13,7 +11,10 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ...checks import check_choice
+from ..losses.distill_loss import build_distillation_losses
 from ..options import check_options
+from .functional import classification_target
 
 TEST_OUTPUTS = ('saol', 'gapfc')
 
@@ -62,21 +63,13 @@ class TwoGAPFCHead(ClsHead):
                      type='Normal', layer='Linear', std=0.01)) -> None:
         super().__init__(loss=loss, topk=topk, cal_acc=cal_acc,
                          init_cfg=init_cfg)
-        if test_output not in TEST_OUTPUTS:
-            raise ValueError(f'head.test_output must be one of '
-                             f'{TEST_OUTPUTS}, got {test_output!r}.')
-        distillation = dict(distillation or {})
+        check_choice(test_output, TEST_OUTPUTS, 'head.test_output')
         self.num_classes = num_classes
         self.test_output = test_output
         self.fc = nn.Linear(in_channels, num_classes)
         self.gapfc = nn.Linear(in_channels, num_classes)
-        self.distill_loss = MODELS.build(
-            distillation.pop('loss', dict(type='SelfDistillLoss')))
-        self.gapfc_loss = MODELS.build(
-            distillation.pop('gt_loss', copy.deepcopy(loss)))
-        if distillation:
-            raise ValueError('head.distillation accepts only `loss` and '
-                             f'`gt_loss`, got {sorted(distillation)}.')
+        self.distill_loss, self.gapfc_loss = build_distillation_losses(
+            distillation, loss)
 
     def pre_logits(self, feats: Tuple[Tensor, ...]) -> Tensor:
         """The pooled last feature."""
@@ -94,10 +87,7 @@ class TwoGAPFCHead(ClsHead):
         feat = self.pre_logits(feats)
         teacher = self.fc(feat)
         student = self.gapfc(feat)
-        if 'gt_score' in data_samples[0]:
-            target = torch.stack([s.gt_score for s in data_samples])
-        else:
-            target = torch.cat([s.gt_label for s in data_samples])
+        target = classification_target(data_samples, self.num_classes)
         batch = feat.size(0)
         return dict(
             loss_cls=self.loss_module(teacher, target, avg_factor=batch,

@@ -1,6 +1,9 @@
 """Self-distillation from SAOL into a GAP-FC branch (paper Sec. 3)."""
 from __future__ import annotations
 
+import copy
+from typing import Optional, Tuple, Union
+
 import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
@@ -47,3 +50,31 @@ class SelfDistillLoss(nn.Module):
         student = F.log_softmax(student_logits.float() / t, dim=1)
         kl = F.kl_div(student, teacher, reduction='batchmean', log_target=True)
         return self.loss_weight * kl * t * t
+
+
+def build_distillation_losses(distillation: Optional[dict],
+                              loss: Union[dict, nn.Module]
+                              ) -> Tuple[nn.Module, nn.Module]:
+    """The two losses of a distilled GAP-FC branch, from a head's
+    ``distillation`` config.
+
+    Args:
+        distillation (dict, optional): ``loss``: the distillation term
+            (default :class:`SelfDistillLoss`); ``gt_loss``: the branch's
+            own ground-truth loss (default: ``loss`` below). None means
+            both defaults.
+        loss (dict | nn.Module): the head's classification loss config.
+
+    Returns:
+        Tuple[nn.Module, nn.Module]: ``(distill_loss, gt_loss)``.
+    """
+    distillation = dict(distillation or {})
+    distill = MODELS.build(distillation.pop('loss',
+                                            dict(type='SelfDistillLoss')))
+    gt_loss = distillation.pop('gt_loss', copy.deepcopy(loss))
+    if distillation:
+        raise ValueError('head.distillation accepts only `loss` and '
+                         f'`gt_loss`, got {sorted(distillation)}.')
+    if not isinstance(gt_loss, nn.Module):
+        gt_loss = MODELS.build(gt_loss)
+    return distill, gt_loss

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ...checks import check_choice
 from ...structures import SAOLOutputs
 from ..batch_augments.geometry import paste_maps
 from ..options import check_options
@@ -51,9 +52,7 @@ class _LocationLoss(nn.Module):
     def __init__(self, criterion: str = 'kl', loss_weight: float = 1.0
                  ) -> None:
         super().__init__()
-        if criterion not in CRITERIA:
-            raise ValueError(f'{type(self).__name__}.criterion must be one of '
-                             f'{CRITERIA}, got {criterion!r}.')
+        check_choice(criterion, CRITERIA, f'{type(self).__name__}.criterion')
         self.criterion = criterion
         self.loss_weight = loss_weight
 
