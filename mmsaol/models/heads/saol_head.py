@@ -78,15 +78,14 @@ class SAOLHead(ClsHead):
             one is ``X^L``. E.g. ``(512, 1024, 2048)`` for ResNet-50 stages
             2-4.
         channels (int): Width each stage map is reduced to before fusion.
-            Defaults to 256 (keeps the ResNet-50 head within the 5% cost
-            budget: see README).
+            Defaults to 256 (keeps the ResNet-50 head within the cost
+            budget: see README "Cost").
         attention_channels (int, optional): Hidden width of the attention
             branch. Defaults to ``max(channels // 4, 1)``: the branch
             predicts a single channel, and a quarter of the width keeps its
-            3x3 context at a sixteenth of the MACs (64 for ResNet-50: the
-            head then runs at >= 0.97x GAP-FC's inference speed on CPU, and
-            on the demo a quarter-width branch localised better at the same
-            accuracy; see README "Options").
+            3x3 context at a sixteenth of the MACs (64 for ResNet-50; its
+            speed and the demo's localisation with it: README "Cost" and
+            "Options").
         attention_kernel_size (int): Kernel of the attention branch's first
             conv. Defaults to 3 (a 3x3 context, "two conv layers").
         attention_input (str): ``'reduced'`` (default) feeds the attention
