@@ -48,8 +48,6 @@ class MixGeometry:
             y2)`` in input pixels, half-open. With one box per batch all rows
             are equal.
         partner (Tensor): ``(N,)`` index of the image pasted into image i.
-        lam (Tensor): ``(N,)`` share of image i's own label after the area
-            correction (``1 - box area / image area`` when ``correct_lam``).
         image_size (Tuple[int, int]): ``(H, W)`` of the mixed batch.
         unmixed (Tensor): ``(N, C, H, W)`` the batch before pasting (one
             copy of the input batch; SAOL's self-annotated targets are the
@@ -58,7 +56,6 @@ class MixGeometry:
 
     boxes: Tensor
     partner: Tensor
-    lam: Tensor
     image_size: Tuple[int, int]
     unmixed: Tensor
 

@@ -39,7 +39,7 @@ def mixed_samples(box, partner, labels=(0, 1, 2, 0), lam=0.5):
     n = len(labels)
     geometry = MixGeometry(
         boxes=torch.tensor([box] * n, dtype=torch.float32),
-        partner=torch.tensor(partner), lam=torch.full((n, ), lam),
+        partner=torch.tensor(partner),
         image_size=(32, 32), unmixed=torch.zeros(n, 3, 32, 32))
     return out, MixContext(geometry)
 

@@ -44,7 +44,7 @@ def mix(box, partner, unmixed=None, image_size=(32, 32)):
     n = len(partner)
     geometry = MixGeometry(
         boxes=torch.tensor([box] * n, dtype=torch.float32),
-        partner=torch.tensor(partner), lam=torch.zeros(n),
+        partner=torch.tensor(partner),
         image_size=image_size, unmixed=torch.zeros(n, 3, *image_size))
     return MixContext(geometry, unmixed)
 

@@ -20,8 +20,8 @@ class GeometryCutMix(CutMix):
     A drop-in for mmpretrain's :class:`CutMix` (same arguments, same mixing,
     same random draws for the default one-box-per-batch mode) that also
     remembers, for the next :class:`SAOLDataPreprocessor` to read, the pasted
-    boxes, the partner permutation, the corrected lambda and the batch
-    before pasting, of the last batch it mixed (:class:`MixGeometry`).
+    boxes, the partner permutation and the batch before pasting, of the
+    last batch it mixed (:class:`MixGeometry`).
     SAOL's location-specific self-supervision needs them: the pasted region
     of a mixed image should be explained by the partner image.
 
@@ -120,7 +120,6 @@ class GeometryCutMix(CutMix):
         self.last_geometry = MixGeometry(
             boxes=torch.from_numpy(boxes).to(batch_inputs.device),
             partner=index_dev,
-            lam=lam_t,
             image_size=(int(img_shape[0]), int(img_shape[1])),
             unmixed=unmixed)
         return batch_inputs, mixed_scores
