@@ -1,7 +1,19 @@
-"""``_base_ = ['mmsaol::...']``: mmsaol's configs as bases of other configs.
+"""Config files: the one module where a config is found, read and walked,
+and ``_base_ = ['mmsaol::...']``.
 
-For mmengine 0.10.7 (the last release). ``Config._get_cfg_path`` resolves
-``'<package>::<path>'`` only for the packages of its fixed table
+- :func:`resolve_config`: a path as given, else the same path inside the
+  installed package's configs (what every tool does with its CONFIG).
+- :func:`load_config`: read it (or copy a ``Config``) and merge
+  ``--cfg-options``; :func:`build_split`: the data set of one of its data
+  loaders.
+- :func:`walk_config`: every node of a config tree with its dotted path;
+  :func:`replace_types`: swap component types in place (SyncBN on a CPU
+  host, mmsaol's types in an exported stock config, CutMix for SAOL).
+- :func:`install_config_scope`: mmsaol's configs as bases of other configs.
+
+``mmsaol::`` bases are for mmengine 0.10.7 (the last release).
+``Config._get_cfg_path`` resolves ``'<package>::<path>'`` only for the
+packages of its fixed table
 ``mmengine.config.utils.MODULE2PACKAGE`` (mmpretrain, mmdet, ...) and
 refuses any other. Adding ``mmsaol`` to that table is not enough: mmengine
 then looks for ``mmsaol/.mim`` next to the distribution's metadata, which an
@@ -23,10 +35,21 @@ file path of the base instead.
 """
 from __future__ import annotations
 
+import copy
 import os.path as osp
-from typing import Optional, Tuple
+from typing import (
+    Any,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 #: The ``mmsaol`` package folder.
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -95,3 +118,104 @@ def install_config_scope() -> None:
     _get_cfg_path.upstream = upstream
     _get_cfg_path.__doc__ = upstream.__doc__
     Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
+def resolve_config(path: str) -> str:
+    """A config path as given, or else the same path inside mmsaol's
+    configs (``pip install .`` ships ``configs/`` as ``mmsaol/.mim/configs``;
+    a source checkout has it next to the package).
+
+    Raises:
+        FileNotFoundError: neither is a file (named with the fix).
+    """
+    if osp.isfile(path):
+        return path
+    relative = path.split('configs/', 1)[-1]
+    for root in (osp.join(PACKAGE_DIR, '.mim', 'configs'),
+                 osp.join(osp.dirname(PACKAGE_DIR), 'configs')):
+        candidate = osp.join(root, relative)
+        if osp.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f'Config {path!r} not found (also looked in the installed mmsaol '
+        "configs). Give a path such as configs/saol_demo.py.")
+
+
+def load_config(config: Union[str, Config],
+                cfg_options: Optional[dict] = None) -> Config:
+    """A config from a file (found by :func:`resolve_config`), or a copy of
+    a ``Config``, with ``cfg_options`` (``--cfg-options`` style
+    ``{'a.b': value}``) merged in."""
+    cfg = copy.deepcopy(config) if isinstance(config, Config) \
+        else Config.fromfile(resolve_config(config))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+#: Data loaders of a config whose data set :func:`build_split` builds.
+SPLITS = ('train', 'val', 'test')
+
+
+def build_split(cfg: Config, split: str, num: Optional[int] = None):
+    """The data set of ``cfg.<split>_dataloader``, its first ``num`` items
+    when given.
+
+    Raises:
+        ValueError: an unknown split, or a config without that loader.
+    """
+    from mmpretrain.registry import DATASETS
+    if split not in SPLITS:
+        raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
+    key = f'{split}_dataloader'
+    if not cfg.get(key):
+        raise ValueError(f'The config has no {key} to take images from.')
+    dataset_cfg = copy.deepcopy(cfg[key].dataset)
+    if num is not None:
+        dataset_cfg.indices = int(num)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return DATASETS.build(dataset_cfg)
+
+
+def walk_config(node: Any, path: str = '') -> Iterator[Tuple[str, Any]]:
+    """``(dotted path, value)`` of every node of a config tree: the node
+    itself, then, depth first, the items of its dicts and the elements of
+    its lists and tuples (indices as path parts, e.g.
+    ``'model.train_cfg.augments.0'``).
+
+    A dict may be changed in place by the caller when it is yielded: its
+    items are read only afterwards, so the walk goes on below the changed
+    dict.
+    """
+    yield path, node
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return
+    for key, value in list(items):
+        yield from walk_config(value, f'{path}.{key}' if path else str(key))
+
+
+#: ``{type: (new type, arguments only the old type accepts)}``.
+TypeTable = Mapping[str, Tuple[str, Sequence[str]]]
+
+
+def replace_types(node: Any, table: TypeTable) -> List[str]:
+    """Give every component config under ``node`` (a dict whose ``type`` is
+    a key of ``table``) its new type, dropping the arguments the new type
+    does not accept; in place.
+
+    Returns:
+        List[str]: the dotted paths of the components changed.
+    """
+    changed = []
+    for path, value in walk_config(node):
+        if isinstance(value, dict) and isinstance(value.get('type'), str) \
+                and value['type'] in table:
+            value['type'], dropped = table[value['type']]
+            for arg in dropped:
+                value.pop(arg, None)
+            changed.append(path)
+    return changed

@@ -27,7 +27,6 @@ import inspect
 import logging
 import os
 import subprocess
-from typing import Any
 
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
@@ -36,8 +35,10 @@ from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
+from .config import replace_types
+
 #: Norm types mmcv builds as ``torch.nn.SyncBatchNorm`` and their
-#: per-process replacement.
+#: per-process replacement: the one list of sync-norm config names.
 SYNC_NORMS = {'SyncBN': 'BN', 'MMSyncBN': 'BN'}
 
 
@@ -148,25 +149,6 @@ def _model_wrapper(cfg: Config, cpu: bool) -> ConfigDict:
     return wrapper
 
 
-def _replace_sync_norms(node: Any) -> int:
-    """Turn every SyncBN norm config under ``node`` into BN, in place.
-
-    Returns:
-        int: how many were replaced.
-    """
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') in SYNC_NORMS:
-            node['type'] = SYNC_NORMS[node['type']]
-            count += 1
-        for value in node.values():
-            count += _replace_sync_norms(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            count += _replace_sync_norms(value)
-    return count
-
-
 def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
     """Adjust a merged config to the host it runs on.
 
@@ -209,9 +191,10 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
         cfg.setdefault('env_cfg', ConfigDict()).setdefault(
             'dist_cfg', ConfigDict())
         cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-        replaced = _replace_sync_norms(cfg.model)
+        replaced = replace_types(
+            cfg.model, {sync: (bn, ()) for sync, bn in SYNC_NORMS.items()})
         if cfg.pop('sync_bn', None) is not None:
-            replaced += 1
+            replaced.append('sync_bn')
         if replaced:
             print_log(
                 'SyncBN has no CPU implementation in torch: on this CPU host '
