@@ -254,7 +254,7 @@ def resume_when_last_checkpoint_is_gone(tmp_path: Path) -> None:
 
 
 def export_without_gapfc_branch(tmp_path: Path) -> None:
-    export = pytest.importorskip('mmsaol.apis.export')
+    export = pytest.importorskip('mmsaol.apis.export_gapfc')
     path = saved_weights(tmp_path / 'no_branch.pth',
                          **{'head.distillation': None})
     export.export_gapfc(osp.join(REPO, 'configs', 'saol_demo.py'),

@@ -22,7 +22,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
-from mmsaol.apis.export import mmsaol_type_names
+from mmsaol.apis.export_gapfc import mmsaol_type_names
 from mmsaol.models import SAOLHead
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -1,9 +1,13 @@
-"""The ``mmsaol`` command (console script and ``python -m mmsaol``)."""
+"""The ``mmsaol`` command (console script and ``python -m mmsaol``), and
+the scripts of ``tools/``, which run the same ``main`` of each tool."""
 from __future__ import annotations
 
+import glob
+import importlib
 import importlib.util
 import os.path as osp
 import re
+import runpy
 import subprocess
 import sys
 from typing import List
@@ -15,6 +19,13 @@ from mmsaol.apis.cli import mmpretrain_tool
 from mmsaol.apis.entry import TOOLS, Tool, load_entry, main
 
 SCRIPT = osp.join(osp.dirname(sys.executable), 'mmsaol')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: ``tools/*.py`` and the ``mmsaol`` command line that does the same.
+SCRIPTS = {osp.basename(path): [tool.name for tool in TOOLS
+                                if tool.module.rsplit('.', 1)[-1]
+                                == osp.basename(path)[:-3]]
+           for path in glob.glob(osp.join(REPO, 'tools', '*.py'))}
+SCRIPTS['demo_study.py'] = ['study', 'demo']
 
 
 def run(command: List[str]) -> subprocess.CompletedProcess:
@@ -102,7 +113,7 @@ def test_unknown_tool_suggests_the_closest(capsys):
 
 
 def test_missing_tool_module(capsys):
-    tool = Tool('nothing', 'mmsaol.apis.no_such_tool', 'main', 'absent')
+    tool = Tool('nothing', 'mmsaol.apis.no_such_tool', 'absent')
     with pytest.raises(SystemExit) as exit_info:
         load_entry(tool)
     assert exit_info.value.code == 2
@@ -115,7 +126,7 @@ def test_missing_dependency_names_the_extra(tmp_path, monkeypatch, capsys):
     (tmp_path / 'needs_absent.py').write_text(
         'import mmsaol_absent_dependency\n\ndef main(argv):\n    pass\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    tool = Tool('onnx-thing', 'needs_absent', 'main', 'x', extra='deploy')
+    tool = Tool('onnx-thing', 'needs_absent', 'x', extra='deploy')
     with pytest.raises(SystemExit) as exit_info:
         load_entry(tool)
     assert exit_info.value.code == 2
@@ -128,7 +139,7 @@ def test_missing_entry_function(tmp_path, monkeypatch, capsys):
     (tmp_path / 'no_main.py').write_text('VALUE = 1\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(SystemExit):
-        load_entry(Tool('x', 'no_main', 'main', 'x'))
+        load_entry(Tool('x', 'no_main', 'x'))
     assert 'has no entry function main(argv)' in capsys.readouterr().err
 
 
@@ -138,6 +149,41 @@ def test_tool_sees_its_mmsaol_name_and_arguments(tmp_path, monkeypatch):
         'def main(argv):\n    SEEN.append((sys.argv[0], argv))\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     saved = list(sys.argv)
-    entry.run_tool(Tool('echo', 'echo_tool', 'main', 'x'), ['a', '--b'])
+    entry.run_tool(Tool('echo', 'echo_tool', 'x'), ['a', '--b'])
     assert sys.modules['echo_tool'].SEEN == [('mmsaol echo', ['a', '--b'])]
     assert sys.argv == saved
+
+
+def test_every_tool_is_a_main_of_its_apis_module():
+    for tool in TOOLS:
+        assert tool.module.startswith('mmsaol.apis.'), tool
+        assert tool.function == 'main', tool
+    assert len({tool.module for tool in TOOLS}) == len(TOOLS)
+
+
+@pytest.mark.parametrize('script', sorted(SCRIPTS))
+def test_script_and_command_reach_the_same_main(script, monkeypatch):
+    """``python tools/<script>`` and ``mmsaol <tool>`` call one function
+    with the same arguments (the function is replaced by a recorder here,
+    in the tool's module, where both look it up)."""
+    words = SCRIPTS[script]
+    assert words, f'tools/{script} is no tool of the mmsaol command'
+    tool = entry.TOOLS_BY_NAME[words[0]]
+    module = importlib.import_module(tool.module)
+    calls = []
+
+    def record(argv=None):
+        calls.append(list(sys.argv[1:] if argv is None else argv))
+
+    monkeypatch.setattr(module, tool.function, record)
+    monkeypatch.setattr(sys, 'argv', [osp.join(REPO, 'tools', script),
+                                      'a.py', '--b', '1'])
+    runpy.run_path(sys.argv[0], run_name='__main__')
+    assert main([*words, 'a.py', '--b', '1']) == 0
+    assert calls[0] == calls[1] == [*words[1:], 'a.py', '--b', '1']
+    with open(osp.join(REPO, 'tools', script)) as f:
+        source = f.read()
+    # Thin: the script imports the function and calls it, nothing else.
+    assert re.findall(r'^(?:from|import) .*$', source, re.MULTILINE) in (
+        [f'from {tool.module} import main'],
+        ['import sys', f'from {tool.module} import main'])

@@ -179,8 +179,7 @@ def test_installed_wheel_finds_its_configs_and_index(wheels, tmp_path):
         import mmsaol
         from mmengine.config import Config
         from mmpretrain import list_models
-        from mmsaol.apis.cli import resolve_config
-        from mmsaol.compat.config import mim_root
+        from mmsaol.compat.config import mim_root, resolve_config
         mim = osp.join({str(target)!r}, 'mmsaol', '.mim')
         assert mmsaol.__file__.startswith({str(target)!r}), mmsaol.__file__
         assert mim_root() == mim, mim_root()

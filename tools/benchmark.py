@@ -8,8 +8,6 @@ training and inference images/s, peak training memory (see
     python tools/benchmark.py --backbone resnet50 --input-size 224 \
         --num-classes 1000 [--iters 10 --repeats 3 --warmup 2] [--out F.json]
 """
-
-
 from mmsaol.apis.benchmark import main
 
 if __name__ == '__main__':

@@ -11,9 +11,7 @@ written as image folders under OUT_DIR/data for mmpretrain's CustomDataset,
 with progress printed. mmsaol's metrics and hooks are left out (the
 exported config must not need mmsaol); each is named with the reason.
 """
-
-
-from mmsaol.apis.export import main
+from mmsaol.apis.export_gapfc import main
 
 if __name__ == '__main__':
     main()

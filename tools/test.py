@@ -7,9 +7,7 @@
 Checkpoints are loaded weights-only with an allow-list: a checkpoint that
 would run code when unpickled is refused.
 """
-
-
-from mmsaol.apis.cli import test
+from mmsaol.apis.test import main
 
 if __name__ == '__main__':
-    test()
+    main()

@@ -5,9 +5,7 @@
         [--amp] [--auto-scale-lr] [--cfg-options k=v ...] [--launcher ...]
         [--seed N]
 """
-
-
-from mmsaol.apis.cli import train
+from mmsaol.apis.train import main
 
 if __name__ == '__main__':
-    train()
+    main()

@@ -67,18 +67,19 @@ from typing import (
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
-from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mmsaol  # noqa: F401  (registers components)
-from mmsaol.apis.cli import resolve_config
+from mmsaol.apis.cli import user_errors_as_messages
 from mmsaol.compat.amp import CPUAmpOptimWrapper
+from mmsaol.compat.config import load_config, replace_types
 from mmsaol.deploy import speed
-from mmsaol.deploy.export import MissingDeployDependency, require_deploy
+from mmsaol.deploy.export import require_deploy
 from mmsaol.deploy.graph import InferenceGraph
+from mmsaol.model_configs import GEOMETRY_CUTMIX, gapfc_twin
 
 #: name -> (table label, SAOLHead overrides; None for the GAP-FC baseline).
 VARIANTS: Dict[str, Tuple[str, Optional[dict]]] = {
@@ -136,23 +137,6 @@ def _saol_out_indices(backbone: dict) -> Tuple[int, ...]:
     return tuple(range(max(stages - 3, 0), stages))
 
 
-def _map_cutmix(augments, geometry: bool):
-    """The same batch augments (``model.train_cfg``, or any part of it)
-    with every CutMix as ``GeometryCutMix`` (``geometry=True``, needed by
-    SAOL's self-supervision) or as mmpretrain's ``CutMix`` (for GAP-FC)."""
-    if isinstance(augments, (list, tuple)):
-        return [_map_cutmix(a, geometry) for a in augments]
-    if not isinstance(augments, dict):
-        return augments
-    augments = {k: _map_cutmix(v, geometry) for k, v in augments.items()}
-    if augments.get('type') in ('CutMix', 'GeometryCutMix'):
-        augments['type'] = 'GeometryCutMix' if geometry else 'CutMix'
-        if not geometry:
-            augments.pop('per_sample_box', None)
-            augments.pop('keep_unmixed', None)
-    return augments
-
-
 @dataclass
 class Setup:
     """What is benchmarked, and how."""
@@ -182,7 +166,7 @@ class Setup:
 def _config_parts(path: str) -> dict:
     """Backbone, SAOL head options, data preprocessor, batch augments and
     classifier options of a SAOL (or GAP-FC) config."""
-    cfg = Config.fromfile(resolve_config(path))
+    cfg = load_config(path)
     model = cfg.model.to_dict()
     backbone = model['backbone']
     backbone.pop('init_cfg', None)  # no pretrained weights needed
@@ -270,30 +254,27 @@ def stage_channels(backbone: dict, input_size: Tuple[int, int]
 
 def variant_model_config(setup: Setup, name: str,
                          channels: Sequence[int]) -> dict:
-    """The classifier config of one variant; all share the backbone."""
+    """The classifier config of one variant; all share the backbone.
+
+    A SAOL variant reads every CutMix of the batch augments as
+    ``GeometryCutMix``; GAP-FC is the GAP-FC twin of plain SAOL
+    (:func:`~mmsaol.model_configs.gapfc_twin`: the last stage, mmpretrain's
+    own preprocessor and CutMix).
+    """
     overrides = VARIANTS[name][1]
-    backbone = copy.deepcopy(setup.backbone)
-    preprocessor = copy.deepcopy(setup.preprocessor)
     if overrides is None:
-        backbone['out_indices'] = (backbone['out_indices'][-1], )
-        preprocessor['type'] = 'ClsDataPreprocessor'
-        return dict(
-            type='ImageClassifier', backbone=backbone,
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead',
-                      num_classes=setup.num_classes,
-                      in_channels=channels[-1],
-                      loss=copy.deepcopy(setup.saol_head['loss'])),
-            data_preprocessor=preprocessor,
-            train_cfg=_map_cutmix(setup.train_cfg, False))
+        return gapfc_twin(variant_model_config(setup, 'saol', channels))
     head = dict(copy.deepcopy(setup.saol_head), type='SAOLHead',
                 **copy.deepcopy(overrides))
     head.setdefault('in_channels', tuple(channels))
-    preprocessor['type'] = 'SAOLDataPreprocessor'
-    return dict(type='SAOLClassifier', backbone=backbone, neck=None,
-                head=head, data_preprocessor=preprocessor,
-                train_cfg=_map_cutmix(setup.train_cfg, True),
-                **setup.classifier_kwargs)
+    train_cfg = copy.deepcopy(setup.train_cfg)
+    replace_types(train_cfg, GEOMETRY_CUTMIX)
+    return dict(type='SAOLClassifier',
+                backbone=copy.deepcopy(setup.backbone), neck=None,
+                head=head,
+                data_preprocessor=dict(copy.deepcopy(setup.preprocessor),
+                                       type='SAOLDataPreprocessor'),
+                train_cfg=train_cfg, **setup.classifier_kwargs)
 
 
 def synthetic_batch(setup: Setup, generator: torch.Generator) -> dict:
@@ -746,20 +727,6 @@ def benchmark_onnx(setup: Setup) -> dict:
         onnx=[dict(asdict(r), speedup=r.speedup) for r in results])
 
 
-def onnx_main(setup: Setup, out: Optional[str] = None) -> dict:
-    """``tools/benchmark.py --onnx``: :func:`benchmark_onnx`, a user error
-    as one line, the report also written as JSON to ``out``."""
-    try:
-        data = benchmark_onnx(setup)
-    except (ValueError, MissingDeployDependency) as error:
-        raise SystemExit(f'error: {error}') from None
-    if out:
-        with open(out, 'w') as f:
-            json.dump(data, f, indent=2)
-        print(f'[benchmark --onnx] wrote {out}', file=sys.stderr)
-    return data
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Cost of SAOL and its options against GAP-FC on the '
@@ -828,23 +795,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+@user_errors_as_messages
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """``tools/benchmark.py``: print the markdown table, optionally write
-    the JSON report; returns the report."""
+    """Print the markdown table (of :func:`run_benchmark`, or with
+    ``--onnx`` of :func:`benchmark_onnx`), optionally write the JSON
+    report; returns the report."""
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        setup = setup_from_args(args)
-    except ValueError as error:
-        raise SystemExit(f'error: {error}') from None
+    setup = setup_from_args(args)
     if args.onnx:
-        return onnx_main(setup, args.out)
-    results = run_benchmark(setup)
-    print(markdown_table(results), flush=True)
-    data = report(setup, results)
+        data = benchmark_onnx(setup)
+    else:
+        results = run_benchmark(setup)
+        print(markdown_table(results), flush=True)
+        data = report(setup, results)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(data, f, indent=2)
-        _log(f'[benchmark] wrote {args.out}')
+        _log(f"[benchmark{' --onnx' if args.onnx else ''}] wrote "
+             f'{args.out}')
     return data

@@ -1,8 +1,9 @@
 """The ``mmsaol`` command: ``mmsaol <tool> [flags]`` and ``python -m mmsaol``.
 
-Each tool is the Python entry behind a script of ``tools/`` and takes the
-same flags (``train`` and ``test`` are mmpretrain's own ``tools/train.py``
-and ``tools/test.py``). A tool's module is imported only when it runs, so
+Each tool is the ``main(argv)`` of a module ``mmsaol.apis.<script>``, the
+same function the script ``tools/<script>.py`` runs, so both take the same
+flags (``train`` and ``test`` are mmpretrain's own ``tools/train.py`` and
+``tools/test.py``). A tool's module is imported only when it runs, so
 ``mmsaol --help`` costs the import of mmsaol itself and no tool.
 """
 from __future__ import annotations
@@ -23,40 +24,40 @@ class Tool:
     Args:
         name (str): The word after ``mmsaol``.
         module (str): Module of the entry function.
-        function (str): Entry function, called with the remaining
-            command-line arguments as a list.
         summary (str): One line for ``mmsaol --help``.
         extra (str, optional): The ``pip install 'mmsaol[<extra>]'`` extra
             that brings the tool's optional dependencies.
+        function (str): Entry function, called with the remaining
+            command-line arguments as a list. Defaults to ``'main'``.
     """
 
     name: str
     module: str
-    function: str
     summary: str
     extra: Optional[str] = None
+    function: str = 'main'
 
 
 TOOLS = (
-    Tool('train', 'mmsaol.apis.cli', 'train',
+    Tool('train', 'mmsaol.apis.train',
          "train a config (mmpretrain's tools/train.py flags, plus --seed)"),
-    Tool('test', 'mmsaol.apis.cli', 'test',
+    Tool('test', 'mmsaol.apis.test',
          "test a checkpoint (mmpretrain's tools/test.py flags, plus --head)"),
-    Tool('maps', 'mmsaol.apis.visualize_maps', 'main',
+    Tool('maps', 'mmsaol.apis.visualize_maps',
          "draw SAOL's attention and class maps (CAM for GAP-FC models)"),
-    Tool('wsol', 'mmsaol.apis.eval_wsol', 'main',
+    Tool('wsol', 'mmsaol.apis.eval_wsol',
          'weakly-supervised localisation accuracy of a checkpoint'),
-    Tool('export-gapfc', 'mmsaol.apis.export', 'main',
+    Tool('export-gapfc', 'mmsaol.apis.export_gapfc',
          'export the distilled GAP-FC branch as a stock mmpretrain model'),
-    Tool('export-onnx', 'mmsaol.apis.export_onnx', 'main',
+    Tool('export-onnx', 'mmsaol.apis.export_onnx',
          'export a model to ONNX', extra='deploy'),
-    Tool('infer-onnx', 'mmsaol.apis.infer_onnx', 'main',
+    Tool('infer-onnx', 'mmsaol.apis.infer_onnx',
          'run an exported ONNX model with onnxruntime', extra='deploy'),
-    Tool('benchmark', 'mmsaol.apis.benchmark', 'main',
+    Tool('benchmark', 'mmsaol.apis.benchmark',
          'parameters, MACs, speed and memory of SAOL against GAP-FC'),
-    Tool('study', 'mmsaol.apis.study', 'main',
+    Tool('study', 'mmsaol.apis.study',
          'train and evaluate the variants of a study over seeds'),
-    Tool('fit-probe', 'mmsaol.apis.fit_probe', 'main',
+    Tool('fit-probe', 'mmsaol.apis.fit_probe',
          "a checkpoint's fit on training vs test images and each loss's "
          'gradient into the last stage'),
 )

@@ -1,17 +1,18 @@
 """``tools/eval_wsol.py`` (``mmsaol wsol``): weakly-supervised localisation
 accuracy of a checkpoint.
 
-A config rewrite around mmengine's ``Runner.test``
-(:func:`mmsaol.evaluation.wsol_config`): the model attaches one map per
-class, the test evaluator is top-1 ``Accuracy`` plus ``WSOLMetric``, and the
-test loader reads the chosen split. The Runner brings what any
-``tools/test.py`` run has: ``--launcher`` (several processes; the metric
-gathers the per-image results), the log and config in ``--work-dir``, and
-the config's visualizer backends (``--draw`` sends map pictures there).
+A config rewrite around mmengine's ``Runner.test`` (:func:`wsol_config`):
+the model attaches one map per class, the test evaluator is top-1
+``Accuracy`` plus ``WSOLMetric``, and the test loader reads the chosen
+split. The Runner brings what any ``tools/test.py`` run has:
+``--launcher`` (several processes; the metric gathers the per-image
+results), the log and config in ``--work-dir``, and the config's visualizer
+backends (``--draw`` sends map pictures there).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -20,14 +21,84 @@ from typing import Dict, List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
-from mmsaol.apis.cli import (
-    _build_runner,
-    resolve_config,
-    user_errors_as_messages,
-)
+from mmsaol.apis.cli import build_runner, user_errors_as_messages
+from mmsaol.compat.config import load_config
 from mmsaol.compat.runtime import adapt_to_host
-from mmsaol.evaluation import wsol_config
-from mmsaol.evaluation.wsol_eval import MAP_SOURCES, WSOL_SPLITS
+from mmsaol.model_configs import (
+    GAPFC_HEADS,
+    SAOL_HEADS,
+    maps_config,
+    type_name,
+)
+
+#: Maps ``wsol_config`` scores (SAOL's class maps or attention, CAMs).
+MAP_SOURCES = ('class', 'attention', 'cam')
+#: Splits ``wsol_config`` evaluates (their pipelines only resize).
+WSOL_SPLITS = ('test', 'val')
+
+
+def wsol_config(cfg: Config,
+                map: str = 'class',
+                split: str = 'test',
+                num: Optional[int] = None,
+                batch_size: Optional[int] = None,
+                **metric_kwargs) -> Config:
+    """A copy of ``cfg`` whose ``Runner.test()`` gives classification and
+    WSOL accuracy (what ``tools/eval_wsol.py`` runs).
+
+    The model attaches one map per class (:func:`maps_config` with
+    ``topk='all'``, so the true class always has one), ``test_evaluator``
+    becomes top-1 ``Accuracy`` and :class:`WSOLMetric`, and
+    ``test_dataloader`` reads the chosen split.
+
+    Args:
+        cfg (Config): Model and data config.
+        map (str): ``'class'`` or ``'attention'`` (SAOL models), or
+            ``'cam'`` (GAP-FC models, scored by their class activation maps).
+        split (str): Data loader of the config to read: ``'test'``
+            (default) or ``'val'``.
+        num (int, optional): Evaluate the first ``num`` images only.
+        batch_size (int, optional): Defaults to the data loader's.
+        **metric_kwargs: Other arguments of :class:`WSOLMetric`
+            (``threshold``, ``iou_thr``...).
+
+    Returns:
+        Config: the modified copy.
+    """
+    if map not in MAP_SOURCES:
+        raise ValueError(f'map must be one of {MAP_SOURCES}, got {map!r}.')
+    if split not in WSOL_SPLITS:
+        raise ValueError(f'split must be one of {WSOL_SPLITS}, got '
+                         f'{split!r}.')
+    head_type = type_name(cfg.model.head)
+    wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
+    if head_type not in wanted:
+        raise ValueError(
+            f'map={map!r} needs model.head.type in {wanted}, but the config '
+            f"has {head_type!r}: use map='cam' for GAP-FC models and "
+            "'class' or 'attention' for SAOL models.")
+    cfg = maps_config(cfg, topk='all')
+    loader = cfg.get(f'{split}_dataloader')
+    if not loader:
+        raise ValueError(f'The config has no {split}_dataloader to '
+                         'evaluate.')
+    loader = copy.deepcopy(loader)
+    if num is not None:
+        if num < 1:
+            raise ValueError(f'num must be a positive count, got {num}.')
+        loader.dataset.indices = int(num)
+    if batch_size is not None:
+        loader.batch_size = int(batch_size)
+    cfg.test_dataloader = loader
+    cfg.test_evaluator = [
+        dict(type='Accuracy', topk=(1, )),
+        dict(type='WSOLMetric',
+             map='attention' if map == 'attention' else 'class',
+             **metric_kwargs),
+    ]
+    if cfg.get('test_cfg') is None:
+        cfg.test_cfg = dict()
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def wsol_test_config(args: argparse.Namespace) -> Config:
     """The config ``Runner.test`` runs for parsed arguments."""
-    cfg = wsol_config(Config.fromfile(resolve_config(args.config)),
+    cfg = wsol_config(load_config(args.config),
                       map=args.map, split=args.split, num=args.num,
                       batch_size=args.batch_size, threshold=args.thr)
     cfg.launcher = args.launcher
@@ -103,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = adapt_to_host(wsol_test_config(args), amp=False)
-    metrics = _build_runner(cfg).test()
+    metrics = build_runner(cfg).test()
     if is_main_process():
         print()
         for key, value in metrics.items():

@@ -14,8 +14,9 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from ..deploy.export import ExportedModel, MissingDeployDependency, export_onnx
-from .cli import resolve_config, user_errors_as_messages
+from ..compat.config import resolve_config
+from ..deploy.export import ExportedModel, export_onnx
+from .cli import user_errors_as_messages
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -58,14 +59,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> ExportedModel:
     """Export, print what was written, return it."""
     args = parse_args(argv)
-    try:
-        exported = export_onnx(
-            resolve_config(args.config), args.checkpoint, args.out,
-            head=args.head, topk=args.topk, normalize=not args.no_normalize,
-            input_size=args.input_size, opset=args.opset,
-            cfg_options=args.cfg_options)
-    except MissingDeployDependency as error:
-        raise SystemExit(f'mmsaol export-onnx: error: {error}') from None
+    exported = export_onnx(
+        resolve_config(args.config), args.checkpoint, args.out,
+        head=args.head, topk=args.topk, normalize=not args.no_normalize,
+        input_size=args.input_size, opset=args.opset,
+        cfg_options=args.cfg_options)
     height, width = exported.input_size
     print(f'wrote {exported.path} ({osp.getsize(exported.path) / 2**20:.1f} '
           f'MiB, opset {exported.opset}): input `inputs` (N, '

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -29,13 +30,12 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import mmsaol  # noqa: F401
-from mmsaol.apis.cli import resolve_config
+from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.compat.config import load_config
 
 
 def build(config: str, checkpoint: str, options: dict | None):
-    cfg = Config.fromfile(resolve_config(config))
-    if options:
-        cfg.merge_from_dict(options)
+    cfg = load_config(config, options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
@@ -111,14 +111,21 @@ def stage_gradients(cfg: Config, model, batches: int) -> dict:
     return sums
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/fit_probe.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--num', type=int, default=3000)
     parser.add_argument('--grad-batches', type=int, default=6)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@user_errors_as_messages
+def main(argv: Optional[List[str]] = None) -> None:
+    """Print the fit on both splits and the gradient of each loss."""
+    args = build_parser().parse_args(argv)
     torch.manual_seed(0)
     cfg, model = build(args.config, args.checkpoint, args.cfg_options)
     for split in ('train', 'test'):

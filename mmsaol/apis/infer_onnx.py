@@ -20,11 +20,10 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..deploy.export import MissingDeployDependency
 from ..deploy.runtime import OnnxClassifier
-from ..visualization import SCALES, display_image, render_maps, save_png
+from ..visualization import display_image, render_maps, save_png
 from .cli import user_errors_as_messages
-from .visualize_maps import _unique, list_images
+from .visualize_maps import _unique, add_picture_flags, list_images
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -39,13 +38,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--topk', type=int, default=None,
                         help='classes printed and class maps drawn per '
                         'image (default: as exported)')
-    parser.add_argument(
-        '--scale', choices=SCALES, default='shared',
-        help="colour scales, as tools/visualize_maps.py: 'shared' (default: "
-        "the class maps of a picture share one probability scale; SAOL's "
-        "attention has its own) or 'per-map'")
-    parser.add_argument('--box-thr', type=float, default=None,
-                        help="also draw each map's box at this threshold")
+    add_picture_flags(parser)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--threads', type=int, default=None,
                         help="ONNX Runtime intra-op threads (default: its "
@@ -64,10 +57,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     ``image``, ``pred_label``, ``pred_class``, ``pred_score``, ``topk``
     (``[label, class, probability]`` triples) and ``picture`` (or None)."""
     args = parse_args(argv)
-    try:
-        model = OnnxClassifier(args.model, threads=args.threads)
-    except MissingDeployDependency as error:
-        raise SystemExit(f'mmsaol infer-onnx: error: {error}') from None
+    model = OnnxClassifier(args.model, threads=args.threads)
     topk = args.topk or model.meta.get('topk', 2)
     draw = args.out_dir is not None
     if draw and not model.has_maps:

@@ -4,9 +4,12 @@ with the project's own tools, summarised as markdown tables.
 A study is a list of variants (a config plus ``--cfg-options`` overrides,
 the heads to test and the maps to score for localisation) and a list of
 seeds, written as a JSON file (see ``configs/fashion-mnist/study_*.json``)
-or built in (``demo``). Every run trains with ``tools/train.py`` in a
-subprocess (one OpenMP thread each), tests its last checkpoint with
-``tools/test.py`` (once per head) and, for maps, ``tools/eval_wsol.py``.
+or built in (``demo``). Every run trains with ``mmsaol train`` in a
+subprocess (``python -m mmsaol``, which an installed mmsaol runs without a
+``tools/`` folder; one OpenMP thread each; in the current folder, like the
+relative paths of the study), tests its last checkpoint with ``mmsaol
+test`` (once per head) and, for maps, ``mmsaol wsol``
+(``tools/eval_wsol.py``).
 
 A finished run writes its record twice: next to its checkpoints and into
 the results folder (``results/<study>/<variant>/seed<k>.json``, meant to be
@@ -40,8 +43,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-REPO_TOOLS = osp.join(REPO, 'tools')
+from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.compat.config import mim_root
 
 #: WSOL metrics kept in the study (see ``WSOLMetric``).
 WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
@@ -73,7 +76,7 @@ class Variant:
         options (List[str]): ``--cfg-options`` overrides, ``key=value``.
         heads (Sequence[str | None]): Heads to test: None (the config's
             default output), ``'saol'`` or ``'gapfc'`` (``--head``).
-        maps (Sequence[str]): Maps scored by ``tools/eval_wsol.py``
+        maps (Sequence[str]): Maps scored by ``mmsaol wsol``
             (``'attention'``, ``'class'``, ``'cam'``); empty for data
             without boxes.
         study (str, optional): Share the runs of this variant in another
@@ -170,7 +173,7 @@ def load_study(spec: str) -> Study:
     named = NAMED_STUDIES.get(spec, spec)
     if isinstance(named, Study):
         return named
-    path = named if osp.isfile(named) else osp.join(REPO, named)
+    path = named if osp.isfile(named) else osp.join(mim_root(), named)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'Study {spec!r} is neither a known name '
@@ -253,24 +256,21 @@ def load_record(path: str, variant: Variant,
 
 
 # --------------------------------------------------------------------- runs
-def _tool(name: str) -> str:
-    return osp.join(REPO_TOOLS, f'{name}.py')
-
-
 def _run_tool(tool: str, args: Sequence[str], options: Sequence[str],
               env: Optional[dict], log: str,
               out: Optional[str] = None) -> Optional[dict]:
-    """Run ``tools/<tool>.py args [--cfg-options options]`` in a
-    subprocess, appending its output to ``log`` (failing loudly); return
-    the JSON it wrote to ``out``."""
-    cmd = [sys.executable, _tool(tool), *args]
+    """Run ``mmsaol <tool> args [--cfg-options options]`` (as ``python -m
+    mmsaol``, so it needs no ``tools/`` folder) in a subprocess, appending
+    its output to ``log`` (failing loudly); return the JSON it wrote to
+    ``out``."""
+    cmd = [sys.executable, '-m', 'mmsaol', tool, *args]
     if options:
         cmd += ['--cfg-options', *options]
     with open(log, 'a') as f:
         f.write('$ ' + ' '.join(cmd) + '\n')
         f.flush()
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT,
-                       env=env, cwd=REPO)
+                       env=env)
     if out is None:
         return None
     with open(out) as f:
@@ -308,8 +308,8 @@ def run_variant(variant: Variant, seed: int, work_dir: str,
             metrics['accuracy/top1'])
     for map_name in variant.maps:
         out = osp.join(work_dir, f'wsol_{map_name}.json')
-        metrics = _run_tool('eval_wsol', [variant.config, checkpoint,
-                                          '--map', map_name, '--out', out],
+        metrics = _run_tool('wsol', [variant.config, checkpoint,
+                                     '--map', map_name, '--out', out],
                             options, env, log, out)
         for key in WSOL_KEYS:
             results[f'{map_name}/{key}'] = float(metrics[f'wsol/{key}'])
@@ -378,7 +378,7 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
     """
     study = load_study(spec)
     if study.prepare == 'fashion-mnist':
-        prepare_fashion_mnist(osp.join(REPO, 'data', 'fashion-mnist'))
+        prepare_fashion_mnist(osp.join('data', 'fashion-mnist'))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     lock = threading.Lock()
@@ -718,8 +718,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@user_errors_as_messages
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``mmsaol study`` / ``tools/study.py``."""
+    """Run the study (or only read its records) and print its tables."""
     args = parse_args(argv)
     if args.prepare_fashion_mnist:
         print('Fashion-MNIST in',
@@ -728,19 +729,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             return
     if args.study is None:
         raise SystemExit('study: give a study name or JSON file.')
-    try:
-        if args.table:
-            study = load_study(args.study)
-            data = write_results(study, args.results_dir,
-                                 args.cfg_options)
-        else:
-            study = run_study(args.study, args.seeds, args.work_dir,
-                              args.results_dir, args.cfg_options, args.jobs,
-                              args.threads, args.only)
-            data = write_results(study, args.results_dir,
-                                 args.cfg_options)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f'study: error: {error}') from None
+    if args.table:
+        study = load_study(args.study)
+    else:
+        study = run_study(args.study, args.seeds, args.work_dir,
+                          args.results_dir, args.cfg_options, args.jobs,
+                          args.threads, args.only)
+    data = write_results(study, args.results_dir, args.cfg_options)
     if args.out:
         _write_json(args.out, data)
     if not data['results']:

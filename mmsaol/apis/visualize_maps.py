@@ -1,6 +1,7 @@
 """``tools/visualize_maps.py`` (``mmsaol maps``): pictures of SAOL's maps
 (or a GAP-FC model's CAMs) for image files, folders or a split of the
-config, with a contact sheet. The drawing itself is
+config, with a contact sheet. The model is the config's with maps switched
+on (:func:`build_maps_model`); the drawing itself is
 :func:`mmsaol.visualization.render_maps`.
 """
 from __future__ import annotations
@@ -12,15 +13,14 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.dataset import pseudo_collate
 from mmengine.utils import ProgressBar
-from mmpretrain.apis import ImageClassificationInferencer
+from mmpretrain.apis import ImageClassificationInferencer, get_model
+from torch.utils.data import DataLoader
 
-from mmsaol.apis.cli import resolve_config, user_errors_as_messages
-from mmsaol.evaluation.wsol_eval import (
-    build_maps_model,
-    build_split,
-    iter_batches,
-)
+from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.compat.config import build_split, load_config
+from mmsaol.model_configs import maps_config
 from mmsaol.visualization.maps import (
     SCALES,
     contact_sheet,
@@ -34,6 +34,35 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
 
 # Image names and the collated batch ({'inputs', 'data_samples'}).
 NamedBatch = Tuple[List[str], dict]
+
+
+def build_maps_model(config: Union[str, Config],
+                     checkpoint: Optional[str] = None,
+                     topk: Union[int, str, None] = None,
+                     device: str = 'cpu',
+                     cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """Build a model from a config and checkpoint, with maps switched on
+    (see :func:`~mmsaol.model_configs.maps_config`), in evaluation mode.
+
+    The returned model carries ``_config`` (the modified config) and
+    ``_dataset_meta`` (the classes from the checkpoint, else from the test
+    data set), as mmpretrain's ``get_model`` sets them, so it can be handed
+    to ``ImageClassificationInferencer``.
+    """
+    return get_model(maps_config(load_config(config, cfg_options), topk),
+                     checkpoint, device=device)
+
+
+def add_picture_flags(parser: argparse.ArgumentParser) -> None:
+    """``--scale`` and ``--box-thr``: how the maps of a picture are drawn
+    (the flags of every tool that draws them)."""
+    parser.add_argument(
+        '--scale', choices=SCALES, default='shared',
+        help="colour scales: 'shared' (default: the class maps of a "
+        "picture share one probability scale; SAOL's attention has its "
+        "own) or 'per-map' (each map min-max normalised)")
+    parser.add_argument('--box-thr', type=float, default=None,
+                        help="also draw each map's box at this threshold")
 
 
 def list_images(inputs: Sequence[str]) -> List[str]:
@@ -70,7 +99,8 @@ def split_batches(dataset, split: str,
                   batch_size: int) -> Iterator[NamedBatch]:
     """``(names, batch)`` for a data set: names from ``img_path`` when the
     samples have one, else ``<split>_<index>``."""
-    for batch in iter_batches(dataset, batch_size):
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                            collate_fn=pseudo_collate):
         names = []
         for sample in batch['data_samples']:
             if sample.get('img_path'):
@@ -214,13 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='with --split: the first NUM images')
     parser.add_argument('--topk', type=int, default=2,
                         help='class maps per image (default 2)')
-    parser.add_argument(
-        '--scale', choices=SCALES, default='shared',
-        help="colour scales: 'shared' (default: the class maps of a "
-        "picture share one probability scale; SAOL's attention has its "
-        "own) or 'per-map' (each map min-max normalised)")
-    parser.add_argument('--box-thr', type=float, default=None,
-                        help="also draw each map's box at this threshold")
+    add_picture_flags(parser)
     parser.add_argument('--contact-sheet', default=None, metavar='NAME.png',
                         help='also write a contact sheet of the pictures '
                         '(a bare name goes into --out-dir)')
@@ -243,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     if bool(args.inputs) == bool(args.split):
         parser.error('give image files/folders or --split, not both')
     return visualize_maps(
-        resolve_config(args.config), args.checkpoint, args.out_dir,
+        args.config, args.checkpoint, args.out_dir,
         inputs=args.inputs, split=args.split, num=args.num, topk=args.topk,
         batch_size=args.batch_size, device=args.device,
         cfg_options=args.cfg_options, box_thr=args.box_thr,

@@ -15,8 +15,8 @@ from mmengine.evaluator import Evaluator
 from mmpretrain.apis import get_model
 from mmpretrain.registry import DATASETS, METRICS
 
-from mmsaol.apis.eval_wsol import main
-from mmsaol.evaluation import maps_config, wsol_config
+from mmsaol.apis.eval_wsol import main, wsol_config
+from mmsaol.model_configs import maps_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')

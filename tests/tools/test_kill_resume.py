@@ -7,7 +7,7 @@ The demo config (configs/saol_demo.py: AtomicCheckpointHook with
 ``save_best='auto'`` and ``max_keep_ckpts=2``, NonFiniteLossHook,
 CheckpointMatchHook, seed 0) is shrunk to 3 epochs of 2 iterations (32
 canvases, batch 16, 8-wide backbone), validated after every epoch. Every run
-goes through ``mmsaol.apis.cli.train`` (what ``tools/train.py`` runs); the
+goes through ``mmsaol.apis.train.main`` (what ``tools/train.py`` runs); the
 killed ones in a small driver that adds no hook and touches no random state:
 it only makes ``os.fsync`` hang on one temporary file (Linux: the name is
 read from ``/proc/self/fd``), so that the test kills the process between the
@@ -35,7 +35,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from mmsaol.apis import cli
+from mmsaol.apis import train
 from mmsaol.compat.checkpoint import safe_torch_load
 from mmsaol.engine import checkpoint_problem
 from mmsaol.engine.hooks.atomic_file import is_temp_file
@@ -79,8 +79,8 @@ def stall_fsync(name_part):
 if __name__ == '__main__':
     if os.environ.get('KILL_TEST_STALL_FSYNC'):
         stall_fsync(os.environ['KILL_TEST_STALL_FSYNC'])
-    from mmsaol.apis.cli import train
-    train(sys.argv[1:])
+    from mmsaol.apis.train import main
+    main(sys.argv[1:])
 '''
 
 BEST_SAVED = re.compile(r'The best checkpoint with \S+ \S+ at (\d+) epoch is '
@@ -211,7 +211,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
     # number of threads).
     assert torch.get_num_threads() == THREADS
     reference = tmp_path / 'reference'
-    cli.train([str(tmp_path / 'config.py'), '--work-dir', str(reference)])
+    train.main([str(tmp_path / 'config.py'), '--work-dir', str(reference)])
     (log, ) = glob.glob(str(reference / '*' / '*.log'))
     bests = BEST_SAVED.findall(Path(log).read_text())
     assert bests and bests[0][0] == '1'  # the first validation is a best

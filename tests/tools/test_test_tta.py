@@ -11,7 +11,7 @@ from mmengine.dataset import pseudo_collate
 from mmpretrain.apis import get_model
 from mmpretrain.registry import DATASETS
 
-from mmsaol.apis.cli import test as cli_test
+from mmsaol.apis.test import main as cli_test
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'saol_demo.py')

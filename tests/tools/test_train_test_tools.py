@@ -16,7 +16,7 @@ import sys
 import pytest
 import torch
 
-from mmsaol.apis import cli
+from mmsaol.apis import train
 from mmsaol.compat.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -164,13 +164,13 @@ def test_resume_never_runs_the_config_text_of_a_checkpoint(trained,
 
 
 def train_in_process(capsys, work_dir, *options, resume=True):
-    """``cli.train`` here (faster than a process); returns its exit status
-    and stderr."""
+    """``mmsaol.apis.train.main`` here (faster than a process); returns its
+    exit status and stderr."""
     argv = [osp.join(REPO, 'configs', 'saol_demo.py'), '--work-dir',
             str(work_dir), *(['--resume'] if resume else []),
             '--cfg-options', 'train_cfg.max_epochs=1', *TINY, *options]
     with pytest.raises(SystemExit) as info:
-        cli.train(argv)
+        train.main(argv)
     err = capsys.readouterr().err
     assert 'Traceback' not in err
     return info.value.code, err

@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 import mmsaol.visualization  # noqa: F401  (registers SAOLMapsHook)
-from mmsaol.evaluation import maps_config
+from mmsaol.model_configs import maps_config
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))), 'configs')

@@ -1,5 +1,8 @@
-"""Maps at inference: config switches, mmpretrain's inferencer with a SAOL
-config + checkpoint, and the properties of the attached maps."""
+"""Model configs made from other configs: the GAP-FC twin of a SAOL model
+(it has the parameters of the self-distilled branch), and maps at inference
+(config switches, mmpretrain's inferencer with a SAOL config + checkpoint,
+the properties of the attached maps)."""
+import copy
 import os.path as osp
 
 import numpy as np
@@ -7,11 +10,15 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.apis import ImageClassificationInferencer, get_model
+from mmpretrain.registry import MODELS
 
-from mmsaol.evaluation import build_maps_model, maps_config, upsample_map
+from mmsaol.apis.visualize_maps import build_maps_model
+from mmsaol.evaluation import upsample_map
+from mmsaol.model_configs import gapfc_twin, is_saol_head, maps_config
+from mmsaol.models import SAOLHead
 
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs')
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                   'configs')
 CLASSES = [f'digit {i}' for i in range(10)]
 
 
@@ -30,6 +37,54 @@ def saol_checkpoint(tmp_path_factory):
     torch.save({'state_dict': model.state_dict(),
                 'meta': {'dataset_meta': {'classes': CLASSES}}}, path)
     return path
+
+
+def test_gapfc_twin_has_the_parameters_of_the_gapfc_branch():
+    """Built, the twin's backbone is the SAOL model's (without the stages
+    only SAOL reads) and its linear layer has the shapes of the SAOL head's
+    GAP-FC branch: the branch's weights load into it."""
+    model = demo_cfg('saol_demo.py').model.to_dict()
+    given = copy.deepcopy(model)
+    twin = gapfc_twin(model)
+    assert model == given  # input untouched
+    assert twin['type'] == 'ImageClassifier'
+    assert twin['backbone']['out_indices'] == (3, )
+    assert twin['neck'] == dict(type='GlobalAveragePooling')
+    assert twin['head'] == dict(type='LinearClsHead', num_classes=10,
+                                in_channels=128, loss=model['head']['loss'])
+    # mmpretrain's own CutMix, without the argument only GeometryCutMix has.
+    model['train_cfg']['augments'][0]['per_sample_box'] = True
+    assert gapfc_twin(model)['train_cfg']['augments'] == [
+        dict(type='CutMix', alpha=1.0)]
+
+    saol = MODELS.build(model).state_dict()
+    gapfc = MODELS.build(twin).state_dict()
+    backbone = {k for k in gapfc if k.startswith('backbone.')}
+    assert backbone and backbone <= set(saol)
+    for key in backbone:
+        assert gapfc[key].shape == saol[key].shape, key
+    for name in ('weight', 'bias'):
+        assert gapfc[f'head.fc.{name}'].shape == \
+            saol[f'head.gapfc.{name}'].shape
+
+
+def test_gapfc_twin_loss_and_the_way_back():
+    model = demo_cfg('saol_demo.py').model.to_dict()
+    gt_loss = dict(type='LabelSmoothLoss', label_smooth_val=0.1)
+    model['head']['distillation'] = dict(gt_loss=gt_loss)
+    model['head']['topk'] = (1, 3)
+    twin = gapfc_twin(model)
+    assert twin['head']['loss'] == gt_loss  # the branch's own loss
+    assert twin['head']['topk'] == (1, 3)
+    back = maps_config(Config(dict(model=twin)))
+    assert back.model.head.type == 'CAMHead' and back.model.neck is None
+
+
+def test_gapfc_twin_needs_a_saol_head():
+    assert is_saol_head('SAOLHead') and is_saol_head(SAOLHead)
+    assert not is_saol_head('LinearClsHead') and not is_saol_head(None)
+    with pytest.raises(ValueError, match="'LinearClsHead', not SAOLHead"):
+        gapfc_twin(demo_cfg('gapfc_demo.py').model.to_dict())
 
 
 def test_maps_config_switches():

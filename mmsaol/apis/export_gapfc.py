@@ -1,10 +1,12 @@
-"""Export SAOLHead's self-distilled GAP-FC branch as a stock mmpretrain model.
+"""``tools/export_gapfc.py`` (``mmsaol export-gapfc``): SAOLHead's
+self-distilled GAP-FC branch as a stock mmpretrain model.
 
 The paper (Sec. 3) attaches a conventional GAP-FC output to the backbone,
 distils SAOL's output into it, and lets the deployed model use either. This
 module turns a SAOL config + checkpoint into the GAP-FC model alone, as plain
 mmpretrain: an ``ImageClassifier`` with the same backbone (only its last
-output), ``GlobalAveragePooling`` and ``LinearClsHead``. The result loads,
+output), ``GlobalAveragePooling`` and ``LinearClsHead``
+(:func:`mmsaol.model_configs.gapfc_twin`). The result loads,
 tests and trains with mmpretrain's own tools and never imports mmsaol:
 
 - ``<name>_gapfc.py``: the merged (``_base_``-free) config, every mmsaol type
@@ -23,16 +25,7 @@ import copy
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
-)
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -41,19 +34,24 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope, Registry
 from mmpretrain import registry as mmpretrain_registry
 
+from mmsaol.apis.cli import user_errors_as_messages
 from mmsaol.compat.checkpoint import safe_torch_load
-from mmsaol.models.heads.saol_head import SAOLHead
+from mmsaol.compat.config import (
+    TypeTable,
+    load_config,
+    replace_types,
+    resolve_config,
+    walk_config,
+)
+from mmsaol.model_configs import STOCK_MODEL_TYPES, gapfc_twin
 
 #: mmsaol types and the stock mmpretrain/mmengine type that replaces each in
-#: an exported config, with the arguments only the mmsaol type accepts.
-#: ``GeometryCutMix`` is mmpretrain's ``CutMix`` plus bookkeeping for SAOL
-#: (``per_sample_box=True`` becomes CutMix's one box per batch);
+#: an exported config, with the arguments only the mmsaol type accepts: the
+#: model's components (:data:`~mmsaol.model_configs.STOCK_MODEL_TYPES`), and
 #: ``CPUAmpOptimWrapper`` (written by ``--amp`` on a CPU host) becomes a
 #: plain ``OptimWrapper``: mmpretrain's ``--amp`` adds AMP back on a GPU.
-STOCK_TYPES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
-    'SAOLClassifier': ('ImageClassifier', ('unmixed_norm', )),
-    'SAOLDataPreprocessor': ('ClsDataPreprocessor', ()),
-    'GeometryCutMix': ('CutMix', ('per_sample_box', 'keep_unmixed')),
+STOCK_TYPES: TypeTable = {
+    **STOCK_MODEL_TYPES,
     'CPUAmpOptimWrapper': ('OptimWrapper', ('dtype', )),
     'AtomicCheckpointHook': ('CheckpointHook', ()),
 }
@@ -117,66 +115,6 @@ def mmsaol_type_names() -> Dict[str, str]:
             if ours and not stock:
                 names[name] = registry.name
     return names
-
-
-def _walk(node: Any, path: str = '') -> Iterator[Tuple[str, Any]]:
-    """``(dotted path, value)`` of every node of a config tree."""
-    yield path, node
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, (list, tuple)):
-        items = ((str(i), v) for i, v in enumerate(node))
-    else:
-        return
-    for key, value in items:
-        yield from _walk(value, f'{path}.{key}' if path else str(key))
-
-
-def _to_stock_types(node: Any) -> None:
-    """Replace the mmsaol types of :data:`STOCK_TYPES` in place, anywhere."""
-    for _, value in _walk(node):
-        if isinstance(value, dict) and value.get('type') in STOCK_TYPES:
-            stock, extra_args = STOCK_TYPES[value['type']]
-            value['type'] = stock
-            for arg in extra_args:
-                value.pop(arg, None)
-
-
-def _gapfc_model(model: dict) -> dict:
-    """The stock ``ImageClassifier`` config of a SAOL model's GAP-FC path."""
-    head = model['head']
-    head_cls = mmpretrain_registry.MODELS.get(head.get('type'))
-    if not (isinstance(head_cls, type) and issubclass(head_cls, SAOLHead)):
-        raise ValueError(
-            f"model.head.type is {head.get('type')!r}, not SAOLHead: there "
-            'is no GAP-FC branch to export.')
-    if head.get('distillation') is None:
-        raise ValueError(
-            'model.head.distillation is None: this SAOL head has no GAP-FC '
-            'branch to export. Train with model.head.distillation=dict() '
-            '(the self-distilled GAP-FC branch), then export that checkpoint.')
-    in_channels = head['in_channels']
-    last_channels = in_channels if isinstance(in_channels, int) \
-        else in_channels[-1]
-    backbone = copy.deepcopy(model['backbone'])
-    out_indices = backbone.get('out_indices')
-    if isinstance(out_indices, (list, tuple)):
-        # SAOL reads several stages; the GAP-FC branch only the last one.
-        backbone['out_indices'] = (out_indices[-1], )
-    gt_loss = head['distillation'].get('gt_loss', head.get('loss'))
-    linear_head = dict(type='LinearClsHead',
-                       num_classes=head['num_classes'],
-                       in_channels=last_channels)
-    if gt_loss is not None:
-        linear_head['loss'] = copy.deepcopy(gt_loss)
-    if 'topk' in head:
-        linear_head['topk'] = head['topk']
-    stock = dict(type='ImageClassifier', backbone=backbone,
-                 neck=dict(type='GlobalAveragePooling'), head=linear_head)
-    for key in ('data_preprocessor', 'train_cfg', 'init_cfg'):
-        if model.get(key) is not None:
-            stock[key] = copy.deepcopy(model[key])
-    return stock
 
 
 def drop_reason(entry: str) -> str:
@@ -305,7 +243,7 @@ def _mentions_mmsaol(value: Any, mmsaol_types: Dict[str, str]) -> bool:
 
 def _check_stock(cfg: dict, mmsaol_types: Dict[str, str]) -> None:
     """Refuse to write a config that still needs mmsaol."""
-    for path, value in _walk(cfg):
+    for path, value in walk_config(cfg):
         if _mentions_mmsaol(value, mmsaol_types):
             raise ValueError(
                 f'{path} is {value!r}, which needs mmsaol and has no stock '
@@ -314,15 +252,21 @@ def _check_stock(cfg: dict, mmsaol_types: Dict[str, str]) -> None:
 
 
 def stock_model_config(cfg: Config) -> dict:
-    """Model config of the stock GAP-FC twin of a SAOL config.
+    """Model config of the stock GAP-FC twin of a SAOL config
+    (:func:`~mmsaol.model_configs.gapfc_twin`).
 
     Raises:
-        ValueError: ``model.head`` is no :class:`SAOLHead` with
+        ValueError: ``model.head`` is no ``SAOLHead`` with
             ``distillation``.
     """
-    model = _gapfc_model(cfg.to_dict()['model'])
-    _to_stock_types(model)
-    return model
+    model = cfg.to_dict()['model']
+    twin = gapfc_twin(model)
+    if model['head'].get('distillation') is None:
+        raise ValueError(
+            'model.head.distillation is None: this SAOL head has no GAP-FC '
+            'branch to export. Train with model.head.distillation=dict() '
+            '(the self-distilled GAP-FC branch), then export that checkpoint.')
+    return twin
 
 
 def stock_config(cfg: Config, data_root: str,
@@ -352,7 +296,7 @@ def stock_config(cfg: Config, data_root: str,
     mmsaol_types = mmsaol_type_names()
     new = cfg.to_dict()
     new['model'] = stock_model_config(cfg)
-    _to_stock_types(new)
+    replace_types(new, STOCK_TYPES)
     dropped = _drop_mmsaol_entries(new, mmsaol_types)
     data_dirs = _dump_mmsaol_datasets(new, osp.abspath(data_root),
                                       mmsaol_types, progress)
@@ -436,7 +380,8 @@ def export_gapfc(config: str,
 
     Args:
         config (str): SAOL config file (e.g. ``configs/saol_demo.py`` or the
-            copy in the training work_dir).
+            copy in the training work_dir; see
+            :func:`~mmsaol.compat.config.resolve_config`).
         checkpoint (str): checkpoint of that config, trained with
             ``model.head.distillation``.
         out_dir (str): output folder (created); receives
@@ -457,9 +402,8 @@ def export_gapfc(config: str,
             config uses an mmsaol type without a stock counterpart. Nothing
             is written then, except data set images for the last case.
     """
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    config = resolve_config(config)
+    cfg = load_config(config, cfg_options)
     model_cfg = stock_model_config(cfg)
     source = safe_torch_load(checkpoint, map_location='cpu')
     source_meta = source.get('meta') or {}
@@ -491,8 +435,8 @@ def export_gapfc(config: str,
                         dropped_fields)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Arguments of ``tools/export_gapfc.py``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/export_gapfc.py``."""
     parser = argparse.ArgumentParser(
         description="Export a self-distilled SAOL model's GAP-FC branch as "
         'a stock mmpretrain config + checkpoint (ImageClassifier, '
@@ -505,7 +449,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the SAOL config before exporting, '
         'xxx=yyy format, as in tools/train.py')
-    return parser.parse_args(argv)
+    return parser
 
 
 def print_progress(folder: str, written: int, total: int) -> None:
@@ -515,16 +459,12 @@ def print_progress(folder: str, written: int, total: int) -> None:
         print(f'images written to {folder}: {written}/{total}', flush=True)
 
 
+@user_errors_as_messages
 def main(argv: Optional[Sequence[str]] = None) -> ExportResult:
-    """``tools/export_gapfc.py``."""
-    from mmsaol.apis.cli import resolve_config
-    args = parse_args(argv)
-    try:
-        result = export_gapfc(resolve_config(args.config), args.checkpoint,
-                              args.out_dir, args.cfg_options,
-                              progress=print_progress)
-    except ValueError as err:
-        raise SystemExit(f'export_gapfc: {err}') from err
+    """Export; print the files written and what was left out."""
+    args = build_parser().parse_args(argv)
+    result = export_gapfc(args.config, args.checkpoint, args.out_dir,
+                          args.cfg_options, progress=print_progress)
     print(f'config:     {result.config}\ncheckpoint: {result.checkpoint}')
     for folder in result.data_dirs:
         print(f'images:     {folder}')
