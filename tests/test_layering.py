@@ -18,10 +18,7 @@ ALLOWED: Dict[str, Set[str]] = {
     'datasets': set(),
     'engine': {'compat'},
     'model_configs': {'compat', 'models'},
-    # compat and model_configs: only evaluation/wsol_eval.py, which
-    # re-exports config helpers for deploy until deploy imports them from
-    # there.
-    'evaluation': {'models', 'compat', 'model_configs'},
+    'evaluation': {'models'},
     'visualization': {'models', 'evaluation'},
     'deploy': {'compat', 'models', 'model_configs', 'evaluation',
                'visualization'},

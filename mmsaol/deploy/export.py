@@ -32,7 +32,8 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.apis import get_model
 from torch import nn
 
-from ..evaluation.wsol_eval import build_split, load_config, maps_config
+from ..compat.config import build_split, load_config
+from ..model_configs import maps_config
 from ..version import __version__
 from .graph import INPUT_NAME, InferenceGraph
 
@@ -109,7 +110,7 @@ def load_model(config: Union[str, Config],
 
     A GAP-FC model (``LinearClsHead`` after ``GlobalAveragePooling``) is
     built with :class:`CAMHead` and no neck (same weights; see
-    :func:`mmsaol.evaluation.maps_config`). The checkpoint is loaded with
+    :func:`mmsaol.model_configs.maps_config`). The checkpoint is loaded with
     mmengine's ``load_checkpoint`` (through mmsaol's safe loader) and must
     fit the model exactly. ``model._dataset_meta`` holds the class names:
     the checkpoint's, else the test data set's.

@@ -39,7 +39,7 @@ def output_kind(model: nn.Module, head: str | None = None) -> str:
     Args:
         model (nn.Module): A built classifier; its head is a
             :class:`SAOLHead`, or a :class:`CAMHead` (a GAP-FC model built
-            with maps, see :func:`mmsaol.evaluation.maps_config`).
+            with maps, see :func:`mmsaol.model_configs.maps_config`).
         head (str, optional): ``'saol'``, ``'gapfc'`` or None.
 
     Returns:

@@ -27,7 +27,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
-from ..evaluation.wsol_eval import maps_config
+from ..model_configs import maps_config
 from .export import (
     export_graph,
     graph_metadata,

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.apis import get_model
 
-from mmsaol.evaluation.wsol_eval import build_split
+from mmsaol.compat.config import build_split
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLASSES = [f'digit {i}' for i in range(10)]

@@ -12,7 +12,7 @@ from mmengine.dataset import pseudo_collate
 from mmpretrain.registry import DATASETS, MODELS
 from mmpretrain.structures import DataSample
 
-from mmsaol.apis.cli import test as cli_test
+from mmsaol.apis.test import main as cli_test
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IN_CHANNELS = (8, 16, 32)
