@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import math
@@ -160,6 +161,7 @@ class Setup:
     clock: str = 'wall'
     seed: int = 0
     split: bool = False
+    breakdown: bool = False
     train: bool = True
 
 
@@ -239,6 +241,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         warmup=args.warmup, iters=args.iters, repeats=args.repeats,
         variants=[v for v in VARIANTS if v in args.variants],
         clock=args.clock, seed=args.seed, split=args.split,
+        breakdown=args.breakdown,
         train=not args.no_train)
 
 
@@ -403,6 +406,7 @@ class VariantResult:
     infer_runs: List[float] = field(default_factory=list)
     state_bytes: int = 0
     step_peak_bytes: int = 0
+    parts_runs: List[Dict[str, float]] = field(default_factory=list)
     backbone_s_runs: List[float] = field(default_factory=list)
     head_s_runs: List[float] = field(default_factory=list)
     split_infer_images_per_s: float = math.nan
@@ -469,6 +473,54 @@ class Bench:
         _synchronize(self.setup.device)
         return steps * self.setup.batch_size / (
             CLOCKS[self.setup.clock]() - start)
+
+    def train_parts(self, steps: int) -> Dict[str, float]:
+        """Seconds per batch of each part of a training step, run as
+        ``BaseModel.train_step`` runs it: ``preprocess`` (normalisation,
+        batch augments), ``unmixed`` (mode ``'self'``: the no-grad forward
+        of the un-mixed batch, ``SAOLClassifier.unmixed_outputs``),
+        ``forward`` (the rest of the forward and the losses) and
+        ``backward`` (loss parsing, backward, optimizer step)."""
+        model = self.model
+        model.train()
+        clock = CLOCKS[self.setup.clock]
+        sync = functools.partial(_synchronize, self.setup.device)
+        parts = dict.fromkeys(STEP_PARTS, 0.0)
+        unmixed_outputs = getattr(model, 'unmixed_outputs', None)
+
+        def timed_unmixed(*args, **kwargs):
+            start = clock()
+            out = unmixed_outputs(*args, **kwargs)
+            sync()
+            parts['unmixed'] += clock() - start
+            return out
+
+        if unmixed_outputs is not None:
+            # The real method, timed: an instance attribute shadows it for
+            # the duration of these steps.
+            model.unmixed_outputs = timed_unmixed
+        try:
+            for batch in self._batches(steps):
+                sync()
+                start = clock()
+                with self.optim_wrapper.optim_context(model):
+                    data = model.data_preprocessor(batch, True)
+                    sync()
+                    preprocessed = clock()
+                    losses = model._run_forward(data, mode='loss')
+                    sync()
+                    forwarded = clock()
+                parsed, _ = model.parse_losses(losses)
+                self.optim_wrapper.update_params(parsed)
+                sync()
+                parts['preprocess'] += preprocessed - start
+                parts['forward'] += forwarded - preprocessed
+                parts['backward'] += clock() - forwarded
+        finally:
+            if unmixed_outputs is not None:
+                del model.unmixed_outputs
+        parts['forward'] -= parts['unmixed']
+        return {part: total / steps for part, total in parts.items()}
 
     def infer(self, steps: int) -> float:
         """Images/s over ``steps`` inference steps."""
@@ -571,6 +623,8 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
             + ' (train/inference images/s)')
     if setup.split:
         _split_inference(setup, benches, results)
+    if setup.breakdown and setup.train:
+        _step_breakdown(setup, benches, results)
     for result in results.values():
         if result.train_runs:
             result.train_images_per_s = statistics.median(result.train_runs)
@@ -605,6 +659,53 @@ def _split_inference(setup: Setup, benches: Dict[str, 'Bench'],
     for result in results.values():
         result.split_infer_images_per_s = setup.batch_size / (
             backbone_s + statistics.median(result.head_s_runs))
+
+
+#: The parts of a training step that ``--breakdown`` times apart.
+STEP_PARTS = ('preprocess', 'unmixed', 'forward', 'backward')
+
+
+def _step_breakdown(setup: Setup, benches: Dict[str, 'Bench'],
+                    results: Dict[str, VariantResult]) -> None:
+    """Time the parts of a training step (:meth:`Bench.train_parts`) per
+    variant, rotated per repeat like the other timings."""
+    for repeat in range(setup.repeats):
+        for name in _rotated(setup.variants, repeat):
+            results[name].parts_runs.append(
+                benches[name].train_parts(setup.iters))
+        _log(f'[benchmark] breakdown repeat {repeat + 1}/{setup.repeats} '
+             'done')
+
+
+def step_parts(result: VariantResult) -> Dict[str, float]:
+    """Median seconds per batch of every part of a training step."""
+    return {part: statistics.median(run[part] for run in result.parts_runs)
+            for part in STEP_PARTS}
+
+
+def breakdown_table(results: Sequence[VariantResult]) -> str:
+    """Milliseconds per batch of each part of a training step, and what
+    the step would train at without the un-mixed forward.
+
+    ``without un-mixed`` is ``step / (step - unmixed)`` turned into a
+    ratio of images/s: a variant whose extra cost is exactly the no-grad
+    forward of the un-mixed batch trains at ``(step - unmixed) / step`` of
+    itself without it; the column says how much of the step that forward
+    is, measured, not assumed.
+    """
+    lines = ['| variant | ' + ' | '.join(f'{p} (ms)' for p in STEP_PARTS)
+             + ' | step (ms) | un-mixed forward / step |',
+             '|---|' + '---:|' * (len(STEP_PARTS) + 2)]
+    for r in results:
+        if not r.parts_runs:
+            continue
+        parts = step_parts(r)
+        step = sum(parts.values())
+        cells = [f'{parts[p] * 1e3:.1f}' for p in STEP_PARTS]
+        share = parts['unmixed'] / step
+        lines.append(f'| {r.label} | ' + ' | '.join(cells)
+                     + f' | {step * 1e3:.1f} | {share:.3f} |')
+    return '\n'.join(lines)
 
 
 METRICS = (  # (key, column title, scale, format)
@@ -673,7 +774,8 @@ def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
                     'benchmark process) over `iters` steps, after `warmup` '
                     'steps; variant order rotated per repeat')),
         variants=[dict(asdict(r), peak_memory_bytes=r.peak_memory_bytes,
-                       ratio_to_gapfc=ratios(results)[r.name])
+                       ratio_to_gapfc=ratios(results)[r.name],
+                       step_parts_s=step_parts(r) if r.parts_runs else None)
                   for r in results])
 
 
@@ -779,6 +881,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'variants; see the docs of _split_inference): '
                         'resolves a head of a few percent on a noisy '
                         'machine')
+    parser.add_argument('--breakdown', action='store_true',
+                        help='also time the parts of a training step apart '
+                        '(preprocess, the un-mixed no-grad forward of mode '
+                        "'self', the rest of the forward, backward + "
+                        'optimizer step) and print them as a second table')
     parser.add_argument('--no-train', action='store_true',
                         help='inference only: skip the training throughput '
                         'and memory (their columns are left out)')
@@ -809,6 +916,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     else:
         results = run_benchmark(setup)
         print(markdown_table(results), flush=True)
+        if setup.breakdown:
+            print('\n' + breakdown_table(results), flush=True)
         data = report(setup, results)
     if args.out:
         with open(args.out, 'w') as f:

@@ -10,7 +10,9 @@ import torch
 
 from mmsaol.apis.benchmark import (
     PROFILER_NOISE,
+    STEP_PARTS,
     VARIANTS,
+    Bench,
     main,
     native_output_filtered,
     parse_args,
@@ -101,6 +103,30 @@ def test_split_inference_column(capsys, one_thread):
     assert statistics.median(rows['saol']['head_s_runs']) > \
         statistics.median(rows['gapfc']['head_s_runs'])
     assert rows['saol']['ratio_to_gapfc']['split_infer_images_per_s'] < 1
+
+
+def test_step_breakdown(capsys, one_thread):
+    """--breakdown times the parts of a training step; only mode 'self'
+    has an un-mixed forward, and the timed method is the model's own again
+    afterwards."""
+    report = main(['--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '4', '--iters', '1', '--warmup', '0',
+                   '--repeats', '1', '--num-classes', '10',
+                   '--threads', '1', '--variants', 'gapfc', 'saol',
+                   'saol_self', '--breakdown'])
+    out = capsys.readouterr().out
+    assert '| preprocess (ms) | unmixed (ms) | forward (ms) |' in out
+    rows = {v['name']: v for v in report['variants']}
+    for name, row in rows.items():
+        parts = row['step_parts_s']
+        assert set(parts) == set(STEP_PARTS)
+        assert parts['forward'] > 0 < parts['backward']
+        assert (parts['unmixed'] > 0) == (name == 'saol_self')
+    setup = _setup('--backbone', 'resnet18_cifar', '--input-size', '32',
+                   '--batch-size', '2', '--num-classes', '10')
+    bench = Bench(setup, 'saol_self', (128, 256, 512))
+    bench.train_parts(1)
+    assert 'unmixed_outputs' not in vars(bench.model)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
