@@ -850,11 +850,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="SAOLHead.channels (default: the config's, or "
                         "the head's default)")
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--warmup', type=int, default=2,
+    timing = parser.add_argument_group(
+        'timing', 'how many steps are timed (every variant alike)')
+    timing.add_argument('--warmup', type=int, default=2,
                         help='untimed steps per variant first (default 2)')
-    parser.add_argument('--iters', type=int, default=10,
+    timing.add_argument('--iters', type=int, default=10,
                         help='steps per timing (default 10)')
-    parser.add_argument('--repeats', type=int, default=3,
+    timing.add_argument('--repeats', type=int, default=3,
                         help='timings per variant; the median is reported '
                         '(default 3)')
     parser.add_argument('--device', default=None,

@@ -45,9 +45,9 @@ class TwoGAPFCHead(ClsHead):
         test_output (str): ``'saol'``: the first head (it stands where SAOL
             would, so ``tools/test.py --head saol`` tests it); ``'gapfc'``:
             the distilled second head. Defaults to ``'saol'``.
-        topk (int | Tuple[int]): Top-k accuracy for ``cal_acc``.
-        cal_acc (bool): Compute training accuracy (hard labels only).
-        init_cfg (dict, optional): Initialisation config.
+        topk, cal_acc, init_cfg: As for :class:`ClsHead` (``init_cfg``
+            defaults to ``Normal(std=0.01)`` on the two ``Linear`` layers,
+            as ``LinearClsHead``'s).
     """
 
     @check_options
