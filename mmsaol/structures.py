@@ -72,13 +72,14 @@ class SAOLOutputs(NamedTuple):
         log_spatial (Tensor): ``(N, K, h, w)`` log spatial posteriors
             ``log Y``.
         log_probs (Tensor): ``(N, K)`` output ``log y``.
-        last_feat (Tensor): ``(N, C_L, h, w)`` last backbone map ``X^L``.
+        last_feat (Tensor, optional): ``(N, C_L, h, w)`` last backbone map
+            ``X^L`` (None in the un-mixed maps, which need not keep it).
     """
 
     log_attention: Tensor
     log_spatial: Tensor
     log_probs: Tensor
-    last_feat: Tensor
+    last_feat: Optional[Tensor]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,13 @@ class MixContext:
 def attach_mix_geometry(samples: Sequence[DataSample],
                         geometry: MixGeometry) -> None:
     """Record a batch's geometry in every sample: one shared object (not
-    ``set_metainfo``, which would deep-copy the batch into every sample)."""
+    ``set_metainfo``, which would deep-copy the batch into every sample).
+
+    Args:
+        samples (Sequence[DataSample]): the batch's samples, changed in
+            place.
+        geometry (MixGeometry): what CutMix did to the batch.
+    """
     for sample in samples:
         sample.set_field(geometry, MIX_GEOMETRY, field_type='metainfo')
 
@@ -110,6 +117,13 @@ def attach_mix_geometry(samples: Sequence[DataSample],
 def mix_geometry(samples: Sequence[DataSample]) -> Optional[MixGeometry]:
     """The :class:`MixGeometry` of a batch, or None when it was not mixed by
     ``GeometryCutMix``.
+
+    Args:
+        samples (Sequence[DataSample]): the batch's samples, as the data
+            preprocessor returned them.
+
+    Returns:
+        MixGeometry, optional: the one geometry every sample refers to.
 
     Raises:
         ValueError: when the samples do not all refer to the same geometry
@@ -125,8 +139,10 @@ def mix_geometry(samples: Sequence[DataSample]) -> Optional[MixGeometry]:
         raise ValueError(
             'The data samples of this batch do not share the CutMix geometry '
             'of one batch of their size: a step between the data '
-            'preprocessor and the model regrouped or copied them. Pass the '
-            'batch from SAOLDataPreprocessor to the model unchanged.')
+            'preprocessor and the model regrouped or copied them (a '
+            'DataSample .to(), .clone() or .new() copies its metainfo). '
+            'Pass the batch from SAOLDataPreprocessor to the model '
+            'unchanged.')
     return geometry
 
 

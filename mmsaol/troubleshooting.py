@@ -136,7 +136,7 @@ PROBLEMS: Tuple[Problem, ...] = (
         ("needs model.type='SAOLClassifier'", ),
         "`model.type='ImageClassifier'` neither carries the CutMix "
         'geometry nor computes the un-mixed maps, so the location losses '
-        'would stay 0.',
+        "would stay 0 (or `label_mix='attention'` would stay area-mixed).",
         "`model.type='SAOLClassifier'` (same arguments, same checkpoints)."),
     Problem(
         'self_supervision_target',

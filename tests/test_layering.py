@@ -9,7 +9,8 @@ from typing import Dict, Set
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(REPO, 'mmsaol')
 
-#: What each part may import from mmsaol, besides itself. ``version``,
+#: What each part imports from mmsaol, besides itself (exactly what the
+#: README's "Package layout" draws; a new import updates both). ``version``,
 #: ``troubleshooting``, ``checks`` (argument checks) and ``structures`` (the
 #: data SAOL's components hand each other) sit at the very bottom.
 ALLOWED: Dict[str, Set[str]] = {
@@ -18,12 +19,11 @@ ALLOWED: Dict[str, Set[str]] = {
     'datasets': set(),
     'engine': {'compat'},
     'model_configs': {'compat', 'models'},
-    'evaluation': {'models'},
-    'visualization': {'models', 'evaluation'},
-    'deploy': {'compat', 'models', 'model_configs', 'evaluation',
-               'visualization'},
-    'apis': {'compat', 'models', 'model_configs', 'datasets', 'engine',
-             'evaluation', 'visualization', 'deploy'},
+    'evaluation': set(),
+    'visualization': {'evaluation'},
+    'deploy': {'compat', 'models', 'model_configs'},
+    'apis': {'compat', 'model_configs', 'engine', 'visualization',
+             'deploy'},
 }
 BOTTOM = {'version', 'troubleshooting', '_quiet', 'structures',
           'checks'}

@@ -31,9 +31,11 @@ process's CPU time: on a CPU shared with other jobs (``--threads 1``) that
 counts only the benchmark's own work, which keeps the ratios stable.
 ``--split`` adds an inference column timed as backbone + head apart (the
 backbone is the same in every variant, so its noise cancels; see
-:func:`_split_inference`). The timings use their own loop rather than
-``torch.utils.benchmark.Timer``: ``Timer.timeit`` runs untimed warm-up
-steps inside every timing and sets its own thread count, where this
+:func:`_split_inference`); ``--breakdown`` a second table with the parts
+of a training step timed apart (:meth:`Bench.train_parts`). The timings
+use their own loop rather than ``torch.utils.benchmark.Timer``:
+``Timer.timeit`` runs untimed warm-up steps inside every timing and sets
+its own thread count, where this
 benchmark warms each variant up once, interleaves the variants and feeds
 every step a fresh batch.
 """
@@ -684,14 +686,12 @@ def step_parts(result: VariantResult) -> Dict[str, float]:
 
 
 def breakdown_table(results: Sequence[VariantResult]) -> str:
-    """Milliseconds per batch of each part of a training step, and what
-    the step would train at without the un-mixed forward.
+    """Milliseconds per batch of each part of a training step, and the
+    share of the step taken by the un-mixed forward (mode ``'self'``).
 
-    ``without un-mixed`` is ``step / (step - unmixed)`` turned into a
-    ratio of images/s: a variant whose extra cost is exactly the no-grad
-    forward of the un-mixed batch trains at ``(step - unmixed) / step`` of
-    itself without it; the column says how much of the step that forward
-    is, measured, not assumed.
+    A variant whose extra cost is exactly that no-grad forward trains at
+    ``1 - share`` of its speed without it; the last column measures the
+    share rather than assuming it.
     """
     lines = ['| variant | ' + ' | '.join(f'{p} (ms)' for p in STEP_PARTS)
              + ' | step (ms) | un-mixed forward / step |',
@@ -901,6 +901,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if len(args.input_size) not in (1, 2):
         parser.error('--input-size takes one or two numbers')
+    if args.breakdown and (args.no_train or args.onnx):
+        parser.error('--breakdown times the parts of a training step; it '
+                     'cannot go with --no-train or --onnx')
     return args
 
 

@@ -22,6 +22,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
 from mmsaol.apis.cli import build_runner, user_errors_as_messages
+from mmsaol.checks import check_choice
 from mmsaol.compat.config import load_config
 from mmsaol.compat.runtime import adapt_to_host
 from mmsaol.model_configs import (
@@ -65,11 +66,8 @@ def wsol_config(cfg: Config,
     Returns:
         Config: the modified copy.
     """
-    if map not in MAP_SOURCES:
-        raise ValueError(f'map must be one of {MAP_SOURCES}, got {map!r}.')
-    if split not in WSOL_SPLITS:
-        raise ValueError(f'split must be one of {WSOL_SPLITS}, got '
-                         f'{split!r}.')
+    check_choice(map, MAP_SOURCES, 'map')
+    check_choice(split, WSOL_SPLITS, 'split')
     head_type = type_name(cfg.model.head)
     wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
     if head_type not in wanted:

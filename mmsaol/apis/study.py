@@ -728,7 +728,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if args.study is None:
             return
     if args.study is None:
-        raise SystemExit('study: give a study name or JSON file.')
+        raise ValueError('Give a study name (demo, fashion-mnist, '
+                         'fashion-mnist-ablation) or a JSON study file.')
     if args.table:
         study = load_study(args.study)
     else:

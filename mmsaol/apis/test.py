@@ -48,7 +48,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Test the checkpoint of the command line; return the metrics."""
     ours, args, cfg = cli.mmpretrain_setup('test', build_parser(), argv)
     if args.out is None and args.out_item is not None:
-        raise SystemExit('Use --out FILE together with --out-item.')
+        raise ValueError('--out-item needs --out FILE: give the file to '
+                         'write to, e.g. --out results.pkl.')
     if ours.head is not None:
         set_test_output(cfg, ours.head)
     runner = cli.build_runner(cfg)

@@ -51,6 +51,8 @@ from typing import (
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from ..checks import check_choice
+
 #: The ``mmsaol`` package folder.
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: Prefix of a base config path read from mmsaol's configs.
@@ -165,8 +167,7 @@ def build_split(cfg: Config, split: str, num: Optional[int] = None):
         ValueError: an unknown split, or a config without that loader.
     """
     from mmpretrain.registry import DATASETS
-    if split not in SPLITS:
-        raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
+    check_choice(split, SPLITS, 'split')
     key = f'{split}_dataloader'
     if not cfg.get(key):
         raise ValueError(f'The config has no {key} to take images from.')

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_positive_int
 from ..models.heads.cam_head import CAMHead, class_activation_maps
 from ..models.heads.functional import class_maps
 from ..models.heads.saol_head import SAOLHead
@@ -100,8 +101,7 @@ class InferenceGraph(nn.Module):
                  topk: int = 2, normalize: bool = True) -> None:
         super().__init__()
         self.kind = output_kind(model, head)
-        if not isinstance(topk, int) or topk < 1:
-            raise ValueError(f'topk must be a positive int, got {topk!r}.')
+        check_positive_int(topk, 'topk')
         self.model = model
         self.topk = min(topk, self._num_classes())
         self.normalize = normalize

@@ -10,7 +10,7 @@ from mmsaol.models import (
     SpatialLogitsLoss,
     frozen_norm_statistics,
 )
-from mmsaol.structures import MixContext, MixGeometry
+from mmsaol.structures import MixContext, MixGeometry, mix_geometry
 
 IN_CHANNELS = (8, 16)
 
@@ -212,6 +212,10 @@ def test_training_step_with_self_supervision():
     batch = model.data_preprocessor(data, True)
     losses = model(**batch, mode='loss')
     assert set(losses) == {'loss_cls', 'loss_spatial', 'loss_attention'}
+    # The un-mixed maps keep what the targets read, not the backbone map.
+    unmixed = model.unmixed_outputs(
+        mix_geometry(batch['data_samples']).unmixed)
+    assert unmixed.last_feat is None and not unmixed.log_spatial.requires_grad
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
 

@@ -127,6 +127,9 @@ def test_step_breakdown(capsys, one_thread):
     bench = Bench(setup, 'saol_self', (128, 256, 512))
     bench.train_parts(1)
     assert 'unmixed_outputs' not in vars(bench.model)
+    for other in ('--no-train', '--onnx'):
+        with pytest.raises(SystemExit):
+            parse_args(['--backbone', 'resnet18_cifar', '--breakdown', other])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

@@ -218,11 +218,23 @@ class SAOLClassifier(ImageClassifier):
                               mix=MixContext(geometry, unmixed))
 
     def unmixed_outputs(self, inputs: torch.Tensor) -> SAOLOutputs:
-        """SAOL's maps of the un-mixed batch: backbone and head without
-        gradient, BN statistics untouched, Dropout/DropPath off (see
-        :func:`frozen_norm_statistics`)."""
+        """SAOL's maps of the un-mixed batch, the input of the
+        self-annotated targets.
+
+        Backbone and head run without gradient, with BN statistics
+        untouched and Dropout/DropPath off (see
+        :func:`frozen_norm_statistics`).
+
+        Args:
+            inputs (Tensor): ``(N, C, H, W)`` the batch before pasting.
+
+        Returns:
+            SAOLOutputs: the maps, with ``last_feat=None`` (no target reads
+            the backbone map, so it is not kept through the training step).
+        """
         with torch.no_grad(), frozen_norm_statistics(self, self.unmixed_norm):
-            return self.head.saol_outputs(self.extract_feat(inputs))
+            outputs = self.head.saol_outputs(self.extract_feat(inputs))
+        return outputs._replace(last_feat=None)
 
     def _unmixed_forward_anywhere(self, local: bool,
                                   device: torch.device) -> bool:

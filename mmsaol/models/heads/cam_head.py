@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from ...checks import check_positive_int
 from ...structures import attach_maps
 from ..options import check_options
 
@@ -77,9 +78,7 @@ class CAMHead(LinearClsHead):
                  **kwargs) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels,
                          **kwargs)
-        if not isinstance(maps_topk, int) or maps_topk < 1:
-            raise ValueError('head.maps_topk must be a positive int, got '
-                             f'{maps_topk!r}.')
+        check_positive_int(maps_topk, 'head.maps_topk')
         self.with_maps = with_maps
         self.maps_topk = maps_topk
 

@@ -451,17 +451,21 @@ class SAOLHead(ClsHead):
                       out: SAOLOutputs) -> Optional[Tensor]:
         """Pasted fraction ``(N, h, w)`` of every feature cell of a CutMix
         batch; None for a batch that GeometryCutMix did not mix."""
-        needs = [name for name, on in (
-            ('head.self_supervision', self.self_supervision is not None),
-            ("head.label_mix='attention'", self.label_mix == 'attention'))
-            if on]
-        if mix is None and needs:
+        if mix is None and self.self_supervision is not None:
             raise ValueError(
-                f"{needs[0]} needs model.type='SAOLClassifier' (it carries "
-                'the CutMix geometry to the head and computes the un-mixed '
-                'maps; otherwise the location losses would silently stay 0), '
-                f'or switch {needs[0]} off.')
-        if mix is None or mix.geometry is None:
+                "head.self_supervision needs model.type='SAOLClassifier' (it "
+                'carries the CutMix geometry to the head and computes the '
+                'un-mixed maps; otherwise the location losses would silently '
+                'stay 0), or set head.self_supervision=None.')
+        if mix is None and self.label_mix == 'attention':
+            raise ValueError(
+                "head.label_mix='attention' needs model.type="
+                "'SAOLClassifier' (it carries the CutMix geometry to the "
+                'head; otherwise the labels would silently stay area-mixed), '
+                "or set head.label_mix='area'.")
+        needed = self.self_supervision is not None or \
+            self.label_mix == 'attention'
+        if not needed or mix is None or mix.geometry is None:
             return None
         geometry = mix.geometry
         grid = out.log_attention.shape[-2:]
