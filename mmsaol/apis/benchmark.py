@@ -829,7 +829,8 @@ def benchmark_onnx(setup: Setup) -> dict:
         onnx=[dict(asdict(r), speedup=r.speedup) for r in results])
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``mmsaol benchmark``."""
     parser = argparse.ArgumentParser(
         description='Cost of SAOL and its options against GAP-FC on the '
         'same backbone: parameters, MACs, training and inference images/s, '
@@ -898,6 +899,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if len(args.input_size) not in (1, 2):
         parser.error('--input-size takes one or two numbers')

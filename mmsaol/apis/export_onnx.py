@@ -19,9 +19,9 @@ from ..deploy.export import ExportedModel, export_onnx
 from .cli import user_errors_as_messages
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``mmsaol export-onnx``."""
     parser = argparse.ArgumentParser(
-        prog='mmsaol export-onnx',
         description='Export a SAOL model with its attention and class maps '
         "(or a GAP-FC model with CAMs) to ONNX, with a dynamic batch "
         'dimension; checked with onnx.checker.')
@@ -47,6 +47,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="ONNX opset (default: the exporter's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    return parser
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.input_size is not None:
         if len(args.input_size) not in (1, 2):

@@ -26,9 +26,9 @@ from .cli import user_errors_as_messages
 from .visualize_maps import _unique, add_picture_flags, list_images
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``mmsaol infer-onnx``."""
     parser = argparse.ArgumentParser(
-        prog='mmsaol infer-onnx',
         description='Predict images with an exported mmsaol ONNX model in '
         'ONNX Runtime (CPU); optionally draw its maps.')
     parser.add_argument('model', help='the .onnx file (mmsaol export-onnx)')
@@ -43,6 +43,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help="ONNX Runtime intra-op threads (default: its "
                         'choice)')
+    return parser
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for name in ('topk', 'batch_size', 'threads'):
         value = getattr(args, name)

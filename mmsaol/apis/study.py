@@ -684,9 +684,10 @@ def prepare_fashion_mnist(dest: str = 'data/fashion-mnist',
 
 
 # --------------------------------------------------------------------- CLI
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``mmsaol study``."""
     parser = argparse.ArgumentParser(
-        prog='study', description='Run a resumable seed study and print '
+        description='Run a resumable seed study and print '
         'its tables: ' + ', '.join(sorted(NAMED_STUDIES)) + ' or a JSON '
         'study file.')
     parser.add_argument('study', nargs='?', default=None,
@@ -715,7 +716,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='extra overrides for every run (recorded)')
     parser.add_argument('--prepare-fashion-mnist', action='store_true',
                         help='un-gzip Fashion-MNIST into data/fashion-mnist')
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 @user_errors_as_messages
