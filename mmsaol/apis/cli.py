@@ -71,6 +71,15 @@ def mmpretrain_tool(name: str) -> ModuleType:
     return module
 
 
+def add_model_args(parser: argparse.ArgumentParser,
+                   config_help: str = 'model config',
+                   checkpoint_help: str = 'checkpoint file') -> None:
+    """The positional ``config`` and ``checkpoint`` of every tool that
+    loads a trained model."""
+    parser.add_argument('config', help=config_help)
+    parser.add_argument('checkpoint', help=checkpoint_help)
+
+
 def mmsaol_flags() -> argparse.ArgumentParser:
     """An empty parser for the flags mmsaol adds to one of mmpretrain's
     tools (parsed before the tool's own)."""

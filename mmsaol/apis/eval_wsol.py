@@ -21,7 +21,11 @@ from typing import Dict, List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 
-from mmsaol.apis.cli import build_runner, user_errors_as_messages
+from mmsaol.apis.cli import (
+    add_model_args,
+    build_runner,
+    user_errors_as_messages,
+)
 from mmsaol.checks import check_choice
 from mmsaol.compat.config import load_config
 from mmsaol.compat.runtime import adapt_to_host
@@ -106,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         'top-1 localisation at --thr, MaxBoxAcc (IoU 0.5), MaxBoxAccV2 '
         '(IoU 0.3/0.5/0.7) and the pointing game, by mmengine\'s '
         'Runner.test with WSOLMetric.')
-    parser.add_argument('config', help='model config')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    add_model_args(parser)
     parser.add_argument(
         '--map', choices=MAP_SOURCES, default='class',
         help="which map is scored: 'class' (SAOL's A*Y_c, default) or "

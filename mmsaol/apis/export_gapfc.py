@@ -34,7 +34,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope, Registry
 from mmpretrain import registry as mmpretrain_registry
 
-from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.checkpoint import safe_torch_load
 from mmsaol.compat.config import (
     TypeTable,
@@ -441,9 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a self-distilled SAOL model's GAP-FC branch as "
         'a stock mmpretrain config + checkpoint (ImageClassifier, '
         'GlobalAveragePooling, LinearClsHead) that needs no mmsaol.')
-    parser.add_argument('config', help='SAOL config file')
-    parser.add_argument('checkpoint', help='SAOL checkpoint, trained with '
-                        'model.head.distillation')
+    add_model_args(parser, 'SAOL config file', 'SAOL checkpoint, trained '
+                   'with model.head.distillation')
     parser.add_argument('out_dir', help='output folder')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,

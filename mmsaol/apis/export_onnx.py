@@ -16,7 +16,7 @@ from mmengine.config import DictAction
 
 from ..compat.config import resolve_config
 from ..deploy.export import ExportedModel, export_onnx
-from .cli import user_errors_as_messages
+from .cli import add_model_args, user_errors_as_messages
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Export a SAOL model with its attention and class maps '
         "(or a GAP-FC model with CAMs) to ONNX, with a dynamic batch "
         'dimension; checked with onnx.checker.')
-    parser.add_argument('config', help='model config')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    add_model_args(parser)
     parser.add_argument('out', help='the .onnx file to write')
     parser.add_argument(
         '--head', choices=('saol', 'gapfc'), default=None,

@@ -30,7 +30,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 import mmsaol  # noqa: F401
-from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.config import load_config
 
 
@@ -114,8 +114,7 @@ def stage_gradients(cfg: Config, model, batches: int) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``tools/fit_probe.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    add_model_args(parser)
     parser.add_argument('--num', type=int, default=3000)
     parser.add_argument('--grad-batches', type=int, default=6)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)

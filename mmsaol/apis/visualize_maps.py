@@ -18,7 +18,7 @@ from mmengine.utils import ProgressBar
 from mmpretrain.apis import ImageClassificationInferencer, get_model
 from torch.utils.data import DataLoader
 
-from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.config import build_split, load_config
 from mmsaol.model_configs import maps_config
 from mmsaol.visualization.maps import (
@@ -234,8 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         'per image (the image, the attention map, the top-k class maps '
         'with class names and probabilities, colour bars), ground-truth '
         'boxes in green when the data set has them.')
-    parser.add_argument('config', help='model config')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    add_model_args(parser)
     parser.add_argument('inputs', nargs='*', help='image files or folders')
     parser.add_argument('--out-dir', required=True, help='output folder')
     parser.add_argument('--split', choices=('val', 'test', 'train'),
