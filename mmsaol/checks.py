@@ -13,8 +13,8 @@ def check_choice(value: Any, choices: Iterable[Any], field: str) -> None:
     ``value`` is not one of ``choices``.
 
     Args:
-        value: the value given.
-        choices: the values accepted.
+        value (Any): the value given.
+        choices (Iterable): the values accepted.
         field (str): how the user spells the option, e.g.
             ``'head.fusion_order'`` or ``'WSOLMetric.map'``.
     """

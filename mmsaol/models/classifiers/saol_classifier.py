@@ -124,7 +124,7 @@ class SAOLClassifier(ImageClassifier):
     ``tensor``/``predict`` modes) except that:
 
     - its data preprocessor defaults to :class:`SAOLDataPreprocessor`, which
-      carries :class:`GeometryCutMix`'s boxes to the head;
+      records :class:`GeometryCutMix`'s geometry in the batch's samples;
     - at build time it checks that a head with ``self_supervision`` (or
       ``label_mix='attention'``) has the augment and preprocessor it needs;
     - in ``loss`` it hands the head one :class:`~mmsaol.structures.MixContext`:

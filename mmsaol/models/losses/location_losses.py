@@ -149,6 +149,11 @@ def self_annotated_spatial_target(unmixed: SAOLOutputs, partner: Tensor,
     .. math::
         T_i = (1 - M_i) \odot Y_i + M_i \odot Y_{\pi(i)}
 
+    Args:
+        unmixed (SAOLOutputs): SAOL's maps of the un-mixed images.
+        partner (Tensor): ``(N,)`` partner index ``pi``.
+        coverage (Tensor): ``(N, h, w)`` pasted fraction ``M``.
+
     Returns:
         Tensor: ``(N, K, h, w)`` target of :class:`SpatialLogitsLoss`.
     """
@@ -163,6 +168,11 @@ def self_annotated_attention_target(unmixed: SAOLOutputs, partner: Tensor,
     .. math::
         \tilde A_i = (1 - M_i) \odot A_i + M_i \odot A_{\pi(i)}, \qquad
         T_i = \tilde A_i / \textstyle\sum_{jk} \tilde A_{i,jk}
+
+    Args:
+        unmixed (SAOLOutputs): SAOL's maps of the un-mixed images.
+        partner (Tensor): ``(N,)`` partner index ``pi``.
+        coverage (Tensor): ``(N, h, w)`` pasted fraction ``M``.
 
     Returns:
         Tensor: ``(N, h, w)`` target of :class:`AttentionLoss`.
