@@ -37,6 +37,7 @@ from mmpretrain import registry as mmpretrain_registry
 from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.checkpoint import safe_torch_load
 from mmsaol.compat.config import (
+    DATALOADERS,
     TypeTable,
     load_config,
     replace_types,
@@ -56,7 +57,6 @@ STOCK_TYPES: TypeTable = {
     'AtomicCheckpointHook': ('CheckpointHook', ()),
 }
 
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: Fields whose mmsaol entries (metrics, hooks) are left out of the exported
 #: config, which must not need mmsaol: the metrics (``WSOLMetric``) read
 #: SAOL's maps, which the GAP-FC model does not have, and the hooks

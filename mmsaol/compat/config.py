@@ -157,6 +157,8 @@ def load_config(config: Union[str, Config],
 
 #: Data loaders of a config whose data set :func:`build_split` builds.
 SPLITS = ('train', 'val', 'test')
+#: Their config fields.
+DATALOADERS = tuple(f'{split}_dataloader' for split in SPLITS)
 
 
 def build_split(cfg: Config, split: str, num: Optional[int] = None):

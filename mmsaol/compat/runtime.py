@@ -35,7 +35,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import replace_types
+from .config import DATALOADERS, replace_types
 
 #: Norm types mmcv builds as ``torch.nn.SyncBatchNorm`` and their
 #: per-process replacement: the one list of sync-norm config names.
@@ -205,8 +205,7 @@ def adapt_to_host(cfg: Config, amp: bool = False) -> Config:
         # mmpretrain 1.2.0's train/test tools default every data loader to
         # pin_memory=True; with no accelerator torch (>= 2.5) only warns
         # that pinning is skipped. Nothing to pin on a CPU host.
-        for field in ('train_dataloader', 'val_dataloader',
-                      'test_dataloader'):
+        for field in DATALOADERS:
             loader = cfg.get(field)
             if isinstance(loader, dict) and loader.get('pin_memory'):
                 loader['pin_memory'] = False

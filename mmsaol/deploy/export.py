@@ -157,12 +157,16 @@ def _size_of(value: Any) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _test_pipeline(cfg: Config) -> Optional[list]:
+    """The transforms of the config's test data set, None when unset."""
+    return cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
+
+
 def default_input_size(cfg: Config) -> Tuple[int, int]:
     """The image size the config's test pipeline gives the network: the
     last ``crop_size`` (CenterCrop and its kin) or fixed ``Resize`` scale,
     else the size of the test data set's first image."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
+    pipeline = _test_pipeline(cfg) or []
     size = None
     for transform in pipeline:
         if 'crop_size' in transform:
@@ -194,8 +198,7 @@ def _plain(value: Any) -> Any:
 def runtime_pipeline(cfg: Config) -> Optional[list]:
     """The config's test pipeline without image loading, JSON-ready; None
     when it is not plain data (then the runtime only resizes)."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline')
+    pipeline = _test_pipeline(cfg)
     if pipeline is None:
         return None
     kept = [_plain(t) for t in pipeline

@@ -45,8 +45,8 @@ def mixed_samples(box, partner, labels=(0, 1, 2, 0), lam=0.5):
 
 
 def attention_target(h, out, samples, mix):
-    return h._attention_mixed_target(out, samples, mix,
-                                     h._mix_coverage(mix, out))
+    return h._attention_mixed_target(out, mix,
+                                     h._pasting(mix, out, samples))
 
 
 def test_uniform_attention_mixes_by_cell_area():

@@ -1,7 +1,7 @@
 """Spatially Attentive Output Layer (SAOL) head."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,23 @@ TEST_OUTPUTS = ('saol', 'gapfc')
 ATTENTION_INPUTS = ('reduced', 'last')
 FUSION_ORDERS = ('resize_then_reduce', 'reduce_then_resize')
 LABEL_MIXES = ('area', 'attention')
+
+
+class Pasting(NamedTuple):
+    """Where a CutMix batch was pasted, as the loss terms read it.
+
+    Attributes:
+        coverage (Tensor): ``(N, h, w)`` pasted fraction ``M`` of every
+            feature cell (:func:`box_to_cell_coverage`).
+        partner (Tensor): ``(N,)`` index ``pi`` of the image pasted into
+            image i.
+        labels (Tensor): ``(N,)`` ground-truth classes of the un-mixed
+            images.
+    """
+
+    coverage: Tensor
+    partner: Tensor
+    labels: Tensor
 
 
 def _positive_ints(value, name: str) -> Tuple[int, ...]:
@@ -411,19 +428,17 @@ class SAOLHead(ClsHead):
         """
         out = self.saol_outputs(feats)
         target = classification_target(data_samples, self.num_classes)
-        coverage = self._mix_coverage(mix, out)
+        pasting = self._pasting(mix, out, data_samples)
         saol_target = target
-        if self.label_mix == 'attention' and coverage is not None:
-            saol_target = self._attention_mixed_target(
-                out, data_samples, mix, coverage)
+        if self.label_mix == 'attention' and pasting is not None:
+            saol_target = self._attention_mixed_target(out, mix, pasting)
         losses = dict(loss_cls=self.loss_module(
             out.log_probs, saol_target, avg_factor=len(data_samples),
             **kwargs))
         if self.gapfc is not None:
             losses.update(self._distillation_losses(out, target, **kwargs))
         if self.self_supervision is not None:
-            losses.update(
-                self._location_losses(out, data_samples, mix, coverage))
+            losses.update(self._location_losses(out, mix, pasting))
         if self.cal_acc:
             losses.update(self._accuracy(out.log_probs, target))
         return losses
@@ -447,10 +462,11 @@ class SAOLHead(ClsHead):
                                        avg_factor=logits.size(0), **kwargs),
             loss_distill=self.distill_loss(logits, out.log_probs))
 
-    def _mix_coverage(self, mix: Optional[MixContext],
-                      out: SAOLOutputs) -> Optional[Tensor]:
-        """Pasted fraction ``(N, h, w)`` of every feature cell of a CutMix
-        batch; None for a batch that GeometryCutMix did not mix."""
+    def _pasting(self, mix: Optional[MixContext], out: SAOLOutputs,
+                 data_samples: List[DataSample]) -> Optional[Pasting]:
+        """Where a CutMix batch was pasted, on this head's grid and device,
+        when a term of the loss needs it; None for a batch that
+        GeometryCutMix did not mix, or when nothing needs it."""
         if mix is None and self.self_supervision is not None:
             raise ValueError(
                 "head.self_supervision needs model.type='SAOLClassifier' (it "
@@ -467,54 +483,48 @@ class SAOLHead(ClsHead):
             self.label_mix == 'attention'
         if not needed or mix is None or mix.geometry is None:
             return None
-        geometry = mix.geometry
-        grid = out.log_attention.shape[-2:]
-        return box_to_cell_coverage(
-            geometry.boxes.to(out.log_attention.device), geometry.image_size,
-            grid)
+        geometry, device = mix.geometry, out.log_attention.device
+        return Pasting(
+            coverage=box_to_cell_coverage(geometry.boxes.to(device),
+                                          geometry.image_size,
+                                          out.log_attention.shape[-2:]),
+            partner=geometry.partner.to(device).long(),
+            labels=torch.cat([s.gt_label for s in data_samples]).to(device))
 
-    @staticmethod
-    def _gt_labels(data_samples: List[DataSample], device) -> Tensor:
-        return torch.cat([s.gt_label for s in data_samples]).to(device)
-
-    def _attention_mixed_target(self, out: SAOLOutputs,
-                                data_samples: List[DataSample],
-                                mix: MixContext, coverage: Tensor) -> Tensor:
+    def _attention_mixed_target(self, out: SAOLOutputs, mix: MixContext,
+                                pasting: Pasting) -> Tensor:
         """``label_mix='attention'``: :func:`attention_mixed_labels` with the
         pasted self-annotated attention target (mode ``'self'``) or else
         the mixed image's own attention."""
-        partner = mix.geometry.partner.to(coverage.device).long()
         if mix.unmixed is not None:
             attention = self_annotated_attention_target(
-                mix.unmixed, partner, coverage)
+                mix.unmixed, pasting.partner, pasting.coverage)
         else:
             attention = out.log_attention.exp()
-        return attention_mixed_labels(
-            self._gt_labels(data_samples, coverage.device), self.num_classes,
-            attention, partner, coverage)
+        return attention_mixed_labels(pasting.labels, self.num_classes,
+                                      attention, pasting.partner,
+                                      pasting.coverage)
 
-    def _location_losses(self, out: SAOLOutputs,
-                         data_samples: List[DataSample], mix: MixContext,
-                         coverage: Optional[Tensor]) -> dict:
+    def _location_losses(self, out: SAOLOutputs, mix: MixContext,
+                         pasting: Optional[Pasting]) -> dict:
         """CutMix location-specific self-supervision (paper Sec. 3): the
         mixed image's spatial posteriors (``loss_spatial``) and attention
         (``loss_attention``) against the targets of
         :func:`label_map_target` (mode ``'label'``) or
         :func:`self_annotated_spatial_target` and
         :func:`self_annotated_attention_target` (mode ``'self'``)."""
-        if coverage is None:
+        if pasting is None:
             # Mixup / identity batch: nothing was pasted. Exact zeros that
             # stay in the graph keep the logged keys and DDP stable.
             zero = out.log_spatial.sum() * 0.0
             return {name: zero for name, loss in (
                 ('loss_spatial', self.spatial_loss),
                 ('loss_attention', self.attention_loss)) if loss}
-        partner = mix.geometry.partner.to(coverage.device).long()
+        partner, coverage = pasting.partner, pasting.coverage
         if self.self_supervision['target'] == 'label':
             return dict(loss_spatial=self.spatial_loss(
                 out.log_spatial, label_map_target(
-                    self._gt_labels(data_samples, coverage.device),
-                    self.num_classes, partner, coverage)))
+                    pasting.labels, self.num_classes, partner, coverage)))
         if mix.unmixed is None:
             raise RuntimeError(
                 "head.self_supervision.target='self' needs SAOL's maps of "
