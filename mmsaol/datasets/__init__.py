@@ -5,6 +5,15 @@ from .image_files import (
                           CheckedLoadImageFromFile,
                           UnreadableImageError,
 )
+from .wsol_metadata import (
+    WSOLMetadataDataset,
+    WSOLMetadataError,
+    WSOLRecord,
+    read_wsol_metadata,
+    write_wsol_metadata,
+)
 
 __all__ = ['CUBWithBoxes', 'CheckedCustomDataset', 'CheckedLoadImageFromFile',
-           'DigitsCanvas', 'UnreadableImageError', 'render_canvas']
+           'DigitsCanvas', 'UnreadableImageError', 'WSOLMetadataDataset',
+           'WSOLMetadataError', 'WSOLRecord', 'read_wsol_metadata',
+           'render_canvas', 'write_wsol_metadata']
