@@ -1,4 +1,5 @@
 """SAOL's models: head, losses, CutMix geometry, classifier."""
+from . import backbones  # noqa: F401  (registers PyramidNet)
 from .batch_augments import *  # noqa: F403
 from .batch_augments import __all__ as _augments
 from .classifiers import *  # noqa: F403
