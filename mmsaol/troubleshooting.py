@@ -1,20 +1,21 @@
-"""What goes wrong most often, as data: the README's "Troubleshooting".
+"""What goes wrong most often, as data: the docs page "Troubleshooting".
 
 Every :class:`Problem` quotes the error text the user sees; the bad-input
 tests (``tests/test_bad_inputs.py``) check that each quoted text is really
-what mmsaol and its stack print, and that README.md's "Troubleshooting"
-section is :func:`render_markdown`'s output. Print the section with
-``python -m mmsaol.troubleshooting``.
+what mmsaol and its stack print. The documentation renders its
+"Troubleshooting" page from :data:`PROBLEMS` (:func:`render_table`) when it
+is built, so the page and the tests read the same rows. Print the section
+with ``python -m mmsaol.troubleshooting``; :func:`match` finds the row of a
+message.
 """
 from __future__ import annotations
 
-import re
 import textwrap
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-__all__ = ['PROBLEMS', 'Problem', 'problem', 'readme_section',
-           'render_markdown']
+__all__ = ['PROBLEMS', 'Problem', 'match', 'problem', 'render_markdown',
+           'render_table']
 
 HEADING = '## Troubleshooting'
 INTRO = (
@@ -294,15 +295,29 @@ def problem(key: str) -> Problem:
                    f'{[row.key for row in PROBLEMS]}.')
 
 
+def match(message: str) -> Optional[Problem]:
+    """The row whose quoted text occurs in ``message``, or None.
+
+    Args:
+        message (str): An error or warning message as printed.
+
+    Returns:
+        Problem, optional: The first row of :data:`PROBLEMS` one of whose
+        ``messages`` is part of ``message``.
+    """
+    for row in PROBLEMS:
+        if any(text in message for text in row.messages):
+            return row
+    return None
+
+
 def _cell(text: str) -> str:
     return text.replace('|', '\\|')
 
 
-def render_markdown() -> str:
-    """The README's "Troubleshooting" section, heading included."""
-    lines = [HEADING, '', textwrap.fill(INTRO, width=79), '',
-             '| Message | Cause | Fix |',
-             '| --- | --- | --- |']
+def render_table() -> str:
+    """The table of :data:`PROBLEMS` (message, cause, fix) in Markdown."""
+    lines = ['| Message | Cause | Fix |', '| --- | --- | --- |']
     for row in PROBLEMS:
         quoted = ' / '.join(f'`{m}`' for m in row.messages)
         lines.append(f'| {_cell(quoted)} | {_cell(row.cause)} | '
@@ -310,12 +325,10 @@ def render_markdown() -> str:
     return '\n'.join(lines) + '\n'
 
 
-def readme_section(readme: str) -> Optional[str]:
-    """The "Troubleshooting" section of a README text (heading up to the
-    next ``## `` heading, trailing blank lines removed), or None."""
-    match = re.search(rf'^{re.escape(HEADING)}\n.*?(?=^## |\Z)', readme,
-                      flags=re.M | re.S)
-    return None if match is None else match.group(0).rstrip('\n') + '\n'
+def render_markdown() -> str:
+    """The "Troubleshooting" section: heading, introduction and table."""
+    return '\n'.join([HEADING, '', textwrap.fill(INTRO, width=79), '',
+                      render_table()])
 
 
 if __name__ == '__main__':

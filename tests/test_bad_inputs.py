@@ -2,7 +2,7 @@
 
 Each case either works and gives the right result, or fails fast with a
 message that names the field or file and the fix. Every failing case is a
-row of :mod:`mmsaol.troubleshooting` (the README's "Troubleshooting"), and
+row of :mod:`mmsaol.troubleshooting` (the docs' "Troubleshooting"), and
 the test checks that the row quotes the message really printed.
 
 Cases marked xfail describe a message that the named file does not give
@@ -45,9 +45,10 @@ from mmsaol.datasets import UnreadableImageError
 from mmsaol.engine import AtomicCheckpointHook, CheckpointMismatchError
 from mmsaol.troubleshooting import (
     PROBLEMS,
+    match,
     problem,
-    readme_section,
     render_markdown,
+    render_table,
 )
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -597,9 +598,9 @@ def test_cli_user_error_has_no_traceback(name: str, cli_results) -> None:
     assert 'Traceback' not in cli_results[name].stdout
 
 
-# ------------------------------------------------ the README's table
+# ------------------------------------------ the docs' troubleshooting table
 def test_every_row_is_produced_by_a_test() -> None:
-    """No README row without a test that produces its message: a case
+    """No troubleshooting row without a test that produces its message: a case
     here, a test here or in tests/engine that compares with the row
     (``problem('<key>')``)."""
     keys = {case.key for case in CASES.values()}
@@ -611,18 +612,12 @@ def test_every_row_is_produced_by_a_test() -> None:
     assert keys - {None} == {row.key for row in PROBLEMS}
 
 
-def test_readme_section_is_the_rendered_table() -> None:
-    readme = osp.join(REPO, 'README.md')
-    section = None
-    if osp.isfile(readme):
-        with open(readme) as f:
-            section = readme_section(f.read())
-    if section is None:
-        pytest.skip('README.md has no "## Troubleshooting" section yet')
-    assert section == render_markdown(), (
-        'README.md\'s "Troubleshooting" section differs from the table in '
-        'mmsaol/troubleshooting.py; regenerate it with '
-        '`python -m mmsaol.troubleshooting`.')
+def test_match_finds_the_row_of_a_message() -> None:
+    """The docs page "Troubleshooting" is rendered from these rows
+    (tests/test_docs.py); ``match`` finds a row from a printed message."""
+    for row in PROBLEMS:
+        assert match(f'x: error: {row.messages[-1]} (detail).') is not None
+    assert match('a message no row quotes') is None
 
 
 def test_rendered_table() -> None:
@@ -631,4 +626,4 @@ def test_rendered_table() -> None:
     rows = [line for line in text.splitlines() if line.startswith('| `')]
     assert len(rows) == len(PROBLEMS)
     assert all(line.count(' | ') == 2 for line in rows)
-    assert readme_section(f'# x\n\n{text}\n## Next\n') == text
+    assert text.endswith(render_table())
