@@ -1,43 +1,21 @@
 """What SAOL costs: GAP-FC and the SAOL variants on the same backbone.
 
-Logic of ``tools/benchmark.py``. For one backbone (from a config or a preset
-name) it builds GAP-FC and five SAOL variants (plain, self-supervision mode
-``'label'``, mode ``'self'``, self-distillation, mode ``'self'`` with
-self-distillation) and measures, side by side in one process:
-
-- parameters and multiply-accumulates of one inference forward (mmengine's
-  ``FlopAnalyzer``, which counts one fused multiply-add as one "flop");
-- training images/s of the full step ``model.train_step``: data
-  preprocessor (normalisation, (Geometry)CutMix), forward, losses, backward
-  and optimizer step, on synthetic uint8 batches (no data loading);
-- inference images/s of ``model.test_step`` (preprocessor, forward,
-  predictions);
-- peak training memory: the bytes of the model state (parameters, buffers,
-  optimizer state) plus the peak of the bytes torch allocates during one
-  training step above what was allocated when it began. On CUDA the latter
-  is ``torch.cuda.max_memory_allocated()``; on CPU, where torch keeps no
-  such counter, the same quantity is summed from the memory events that
-  ``torch.profiler.profile(profile_memory=True)`` records and
-  ``export_chrome_trace`` writes out (one event per allocation and free,
-  with its size). Neither counts the allocator's cache or non-tensor
-  memory. What the profiler's C++ side prints about itself (kineto's trace
-  points, its probe for a GPU) is filtered out of the output.
+The command line ``mmsaol benchmark`` (``tools/benchmark.py``). For one
+backbone (from a config or a preset name) it builds GAP-FC and five SAOL
+variants (plain, self-supervision mode ``'label'``, mode ``'self'``,
+self-distillation, mode ``'self'`` with self-distillation) and compares, side
+by side in one process: parameters and multiply-accumulates of one inference
+forward, training images/s of the full ``model.train_step`` (preprocessor
+with (Geometry)CutMix, forward, losses, backward, optimizer step) on
+synthetic uint8 batches, inference images/s of ``model.test_step``, and
+peak training memory. ``--split`` adds inference timed as backbone + head
+apart, ``--breakdown`` the parts of a training step, ``--onnx`` ONNX Runtime
+against PyTorch. The measurements themselves are
+:mod:`mmsaol.apis.benchmark_measure`.
 
 Every variant is warmed up first; the timings are repeated with the order of
 the variants rotated each repeat (so slow drift of a shared machine hits all
-variants alike), and the median is reported with ratios to GAP-FC. Images/s
-are per second of wall time, or with ``--clock process`` per second of this
-process's CPU time: on a CPU shared with other jobs (``--threads 1``) that
-counts only the benchmark's own work, which keeps the ratios stable.
-``--split`` adds an inference column timed as backbone + head apart (the
-backbone is the same in every variant, so its noise cancels; see
-:func:`_split_inference`); ``--breakdown`` a second table with the parts
-of a training step timed apart (:meth:`Bench.train_parts`). The timings
-use their own loop rather than ``torch.utils.benchmark.Timer``:
-``Timer.timeit`` runs untimed warm-up steps inside every timing and sets
-its own thread count, where this
-benchmark warms each variant up once, interleaves the variants and feeds
-every step a fresh batch.
+variants alike), and the median is reported with ratios to GAP-FC.
 """
 from __future__ import annotations
 
@@ -45,44 +23,39 @@ import argparse
 import copy
 import functools
 import json
-import logging
 import math
-import os
-import os.path as osp
+import operator
 import re
 import statistics
 import sys
-import tempfile
-import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import (
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Pattern,
-    Sequence,
-    Tuple,
-)
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.analysis import FlopAnalyzer
-from mmengine.logging import MMLogger
+from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 
 import mmsaol  # noqa: F401  (registers components)
+from mmsaol.apis.benchmark_measure import (
+    CLOCKS,
+    STEP_PARTS,
+    ModelBench,
+    OnnxResult,
+    build_quietly,
+    compare_onnx,
+    interleaved,
+    markdown_table,
+    synthetic_batch,
+    throughput,
+)
 from mmsaol.apis.cli import user_errors_as_messages
 from mmsaol.compat.amp import CPUAmpOptimWrapper
 from mmsaol.compat.config import load_config, replace_types
-from mmsaol.deploy import speed
 from mmsaol.deploy.export import require_deploy
 from mmsaol.deploy.graph import InferenceGraph
-from mmsaol.model_configs import GEOMETRY_CUTMIX, gapfc_twin
+from mmsaol.model_configs import GEOMETRY_CUTMIX, gapfc_twin, maps_config
 
 #: name -> (table label, SAOLHead overrides; None for the GAP-FC baseline).
 VARIANTS: Dict[str, Tuple[str, Optional[dict]]] = {
@@ -104,11 +77,6 @@ SOFT_CE = dict(type='CrossEntropyLoss', loss_weight=1.0, use_soft=True)
 DEFAULT_TRAIN_CFG = dict(augments=dict(type='CutMix', alpha=1.0))
 IMAGENET_PREPROCESSOR = dict(mean=[123.675, 116.28, 103.53],
                              std=[58.395, 57.12, 57.375], to_rgb=True)
-#: --clock: wall time, or the CPU time of this process (on a CPU shared with
-#: other jobs, with --threads 1, it counts only this benchmark's work).
-CLOCKS = {'wall': time.perf_counter, 'process': time.process_time}
-#: ``Device Type`` of the CPU in the profiler's memory events (c10's kCPU).
-CPU_DEVICE_TYPE = 0
 MEMORY_METRIC = (
     'model state (parameters, buffers, optimizer state) + peak bytes '
     'allocated by torch during one training step above the bytes allocated '
@@ -282,15 +250,6 @@ def variant_model_config(setup: Setup, name: str,
                 train_cfg=train_cfg, **setup.classifier_kwargs)
 
 
-def synthetic_batch(setup: Setup, generator: torch.Generator) -> dict:
-    """A fresh batch as a data loader would give it: uint8 images on the
-    host and DataSamples with a hard label."""
-    images = torch.randint(0, 256, (setup.batch_size, 3, *setup.input_size),
-                           dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, setup.num_classes, (setup.batch_size, ),
-                           generator=generator)
-    samples = [DataSample().set_gt_label(int(label)) for label in labels]
-    return dict(inputs=images, data_samples=samples)
 
 
 def _optim_wrapper(setup: Setup, model: nn.Module) -> OptimWrapper:
@@ -303,99 +262,11 @@ def _optim_wrapper(setup: Setup, model: nn.Module) -> OptimWrapper:
     return CPUAmpOptimWrapper(optimizer=optimizer, dtype=setup.amp_dtype)
 
 
-def _synchronize(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize(device)
-
-
-def _state_bytes(model: nn.Module, optim_wrapper: OptimWrapper) -> int:
-    tensors = [*model.parameters(), *model.buffers()]
-    for state in optim_wrapper.optimizer.state.values():
-        tensors += [v for v in state.values() if torch.is_tensor(v)]
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-#: Lines the profiler's C++ side writes straight to the process's stdout and
-#: stderr (past Python's ``sys.stderr``) that say nothing about the
-#: measurement: kineto's trace points (``USDT:``), its probe for a GPU on a
-#: host without one, and c10's note that frees of blocks allocated before
-#: profiling are not counted (which is what a per-step peak wants).
-PROFILER_NOISE = re.compile(
-    r'^(USDT:|ERROR:.*gpuGetDeviceCount'
-    r'|\[W.*Memory block of unknown size was allocated before)')
-
-
-@contextmanager
-def native_output_filtered(noise: Pattern[str]) -> Iterator[None]:
-    """Run a block with file descriptors 1 and 2 (where C++ code writes)
-    captured; afterwards copy back every captured line that ``noise`` does
-    not match, to the stream it was written to."""
-    streams = {1: sys.stdout, 2: sys.stderr}
-    for stream in streams.values():
-        stream.flush()
-    saved = {fd: os.dup(fd) for fd in streams}
-    captures = {fd: tempfile.TemporaryFile() for fd in streams}
-    try:
-        for fd, capture in captures.items():
-            os.dup2(capture.fileno(), fd)
-        yield
-    finally:
-        for fd, stream in streams.items():
-            stream.flush()
-            os.dup2(saved[fd], fd)
-            os.close(saved[fd])
-            capture = captures[fd]
-            capture.seek(0)
-            text = capture.read().decode(errors='replace')
-            capture.close()
-            kept = [line for line in text.splitlines(keepends=True)
-                    if not noise.search(line)]
-            if kept:
-                stream.write(''.join(kept))
-                stream.flush()
-
-
-def _cpu_step_peak(step: Callable[[], object]) -> int:
-    """Peak bytes allocated by torch on the CPU during ``step()`` above the
-    bytes allocated when it began, from the memory events of
-    ``torch.profiler`` (written by ``export_chrome_trace``)."""
-    from torch.profiler import ProfilerActivity, profile
-    with native_output_filtered(PROFILER_NOISE), \
-            tempfile.TemporaryDirectory() as folder:
-        with profile(activities=[ProfilerActivity.CPU],
-                     profile_memory=True) as prof:
-            step()
-        path = osp.join(folder, 'trace.json')
-        prof.export_chrome_trace(path)
-        with open(path) as f:
-            events = json.load(f)['traceEvents']
-    # Allocations (positive sizes) and frees (negative) in time order; the
-    # sort is stable, so events at the same time keep the trace's order.
-    sizes = [e['args']['Bytes'] for e in sorted(
-        (e for e in events if e.get('name') == '[memory]'
-         and e['args'].get('Device Type') == CPU_DEVICE_TYPE),
-        key=lambda e: e['ts'])]
-    current = peak = 0
-    for nbytes in sizes:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
-def _step_peak(device: str, step: Callable[[], object]) -> int:
-    if not device.startswith('cuda'):
-        return _cpu_step_peak(step)
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    start = torch.cuda.memory_allocated(device)
-    step()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - start
-
-
 @dataclass
 class VariantResult:
-    """Measurements of one variant (throughputs are medians)."""
+    """Measurements of one variant (throughputs are medians; a relative
+    IQR is the interquartile range of the seconds per batch over the
+    repeats divided by their median)."""
 
     name: str
     label: str
@@ -404,6 +275,8 @@ class VariantResult:
     macs_not_counted: Dict[str, int]
     train_images_per_s: float = math.nan
     infer_images_per_s: float = math.nan
+    train_relative_iqr: float = math.nan
+    infer_relative_iqr: float = math.nan
     train_runs: List[float] = field(default_factory=list)
     infer_runs: List[float] = field(default_factory=list)
     state_bytes: int = 0
@@ -418,168 +291,30 @@ class VariantResult:
         return self.state_bytes + self.step_peak_bytes
 
 
-class Bench:
-    """One variant: model, optimizer and timed steps."""
-
-    def __init__(self, setup: Setup, name: str, channels: Sequence[int]):
-        self.setup = setup
-        self.name = name
-        # Keep stdout for the table: no INFO lines from building.
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            self.model = MODELS.build(
-                variant_model_config(setup, name, channels))
-        finally:
-            logger.setLevel(level)
-        self.model.to(setup.device)
-        self.optim_wrapper = _optim_wrapper(setup, self.model)
-        self.generator = torch.Generator().manual_seed(setup.seed)
-
-    def _amp_context(self):
-        if not self.setup.amp:
-            return nullcontext()
-        return torch.autocast(self.setup.device.split(':')[0],
-                              dtype=getattr(torch, self.setup.amp_dtype))
-
-    def complexity(self) -> VariantResult:
-        """Parameters and MACs of one image's inference forward."""
-        self.model.eval()
-        inputs = torch.randn(1, 3, *self.setup.input_size,
-                             device=self.setup.device)
-        with torch.no_grad():
-            analyzer = FlopAnalyzer(self.model, (inputs, ))
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
-            analyzer.tracer_warnings('none')
-            macs = analyzer.total()
-            skipped = dict(analyzer.unsupported_ops())
-        return VariantResult(
-            name=self.name, label=VARIANTS[self.name][0],
-            params=sum(p.numel() for p in self.model.parameters()),
-            macs=int(macs), macs_not_counted=skipped)
-
-    def _batches(self, count: int) -> List[dict]:
-        return [synthetic_batch(self.setup, self.generator)
-                for _ in range(count)]
-
-    def train(self, steps: int) -> float:
-        """Images/s over ``steps`` full training steps."""
-        batches = self._batches(steps)
-        self.model.train()
-        _synchronize(self.setup.device)
-        start = CLOCKS[self.setup.clock]()
-        for batch in batches:
-            self.model.train_step(batch, self.optim_wrapper)
-        _synchronize(self.setup.device)
-        return steps * self.setup.batch_size / (
-            CLOCKS[self.setup.clock]() - start)
-
-    def train_parts(self, steps: int) -> Dict[str, float]:
-        """Seconds per batch of each part of a training step, run as
-        ``BaseModel.train_step`` runs it: ``preprocess`` (normalisation,
-        batch augments), ``unmixed`` (mode ``'self'``: the no-grad forward
-        of the un-mixed batch, ``SAOLClassifier.unmixed_outputs``),
-        ``forward`` (the rest of the forward and the losses) and
-        ``backward`` (loss parsing, backward, optimizer step)."""
-        model = self.model
-        model.train()
-        clock = CLOCKS[self.setup.clock]
-        sync = functools.partial(_synchronize, self.setup.device)
-        parts = dict.fromkeys(STEP_PARTS, 0.0)
-        unmixed_outputs = getattr(model, 'unmixed_outputs', None)
-
-        def timed_unmixed(*args, **kwargs):
-            start = clock()
-            out = unmixed_outputs(*args, **kwargs)
-            sync()
-            parts['unmixed'] += clock() - start
-            return out
-
-        if unmixed_outputs is not None:
-            # The real method, timed: an instance attribute shadows it for
-            # the duration of these steps.
-            model.unmixed_outputs = timed_unmixed
-        try:
-            for batch in self._batches(steps):
-                sync()
-                start = clock()
-                with self.optim_wrapper.optim_context(model):
-                    data = model.data_preprocessor(batch, True)
-                    sync()
-                    preprocessed = clock()
-                    losses = model._run_forward(data, mode='loss')
-                    sync()
-                    forwarded = clock()
-                parsed, _ = model.parse_losses(losses)
-                self.optim_wrapper.update_params(parsed)
-                sync()
-                parts['preprocess'] += preprocessed - start
-                parts['forward'] += forwarded - preprocessed
-                parts['backward'] += clock() - forwarded
-        finally:
-            if unmixed_outputs is not None:
-                del model.unmixed_outputs
-        parts['forward'] -= parts['unmixed']
-        return {part: total / steps for part, total in parts.items()}
-
-    def infer(self, steps: int) -> float:
-        """Images/s over ``steps`` inference steps."""
-        batches = self._batches(steps)
-        self.model.eval()
-        _synchronize(self.setup.device)
-        start = CLOCKS[self.setup.clock]()
-        with torch.no_grad(), self._amp_context():
-            for batch in batches:
-                self.model.test_step(batch)
-        _synchronize(self.setup.device)
-        return steps * self.setup.batch_size / (
-            CLOCKS[self.setup.clock]() - start)
-
-    def infer_split(self, steps: int) -> Tuple[float, float]:
-        """``(backbone, rest)`` seconds per batch of inference: the
-        backbone forward, and everything after it (neck, head,
-        predictions), timed apart on the same preprocessed batches."""
-        model = self.model
-        model.eval()
-        clock = CLOCKS[self.setup.clock]
-        backbone_s = rest_s = 0.0
-        with torch.no_grad(), self._amp_context():
-            for batch in self._batches(steps):
-                data = model.data_preprocessor(batch, False)
-                _synchronize(self.setup.device)
-                start = clock()
-                feats = model.backbone(data['inputs'])
-                _synchronize(self.setup.device)
-                middle = clock()
-                if model.with_neck:
-                    feats = model.neck(feats)
-                model.head.predict(feats, data['data_samples'])
-                _synchronize(self.setup.device)
-                backbone_s += middle - start
-                rest_s += clock() - middle
-        return backbone_s / steps, rest_s / steps
-
-    def memory(self) -> Tuple[int, int]:
-        """``(state bytes, step peak bytes)`` of one training step (run
-        after the warm-up, so the optimizer state exists)."""
-        batch = self._batches(1)[0]
-        self.model.train()
-        peak = _step_peak(self.setup.device, lambda: self.model.train_step(
-            batch, self.optim_wrapper))
-        return _state_bytes(self.model, self.optim_wrapper), peak
+def build_bench(setup: Setup, name: str,
+                channels: Sequence[int]) -> ModelBench:
+    """The measured model of one variant, with its optimizer."""
+    model = build_quietly(variant_model_config(setup, name, channels))
+    model.to(setup.device)
+    return ModelBench(
+        model, _optim_wrapper(setup, model), setup.batch_size,
+        setup.input_size, setup.num_classes, setup.device, setup.clock,
+        amp_dtype=setup.amp_dtype if setup.amp else None, seed=setup.seed)
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _rotated(variants: List[str], repeat: int) -> List[str]:
-    """The variants in the order of one repeat: rotated by one per repeat,
-    so slow drift of a shared machine hits all variants alike."""
-    shift = repeat % len(variants)
-    return variants[shift:] + variants[:shift]
+def _interleaved(setup: Setup, benches: Dict[str, ModelBench],
+                 measure: Callable[[ModelBench], object], what: str
+                 ) -> Dict[str, list]:
+    """``measure(bench)`` of every variant per repeat, in rotated order."""
+    return interleaved(
+        {name: functools.partial(measure, benches[name])
+         for name in setup.variants}, setup.repeats,
+        lambda repeat: _log(f'[benchmark] {what} repeat {repeat + 1}/'
+                            f'{setup.repeats} done'))
 
 
 def run_benchmark(setup: Setup) -> List[VariantResult]:
@@ -593,11 +328,12 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
          f'{setup.batch_size}, device {setup.device}, amp {setup.amp}'
          + (f' ({setup.amp_dtype})' if setup.amp else '')
          + f', {torch.get_num_threads()} threads, {setup.clock} clock')
-    benches: Dict[str, Bench] = {}
+    benches: Dict[str, ModelBench] = {}
     results: Dict[str, VariantResult] = {}
     for name in setup.variants:
-        benches[name] = Bench(setup, name, channels)
-        results[name] = benches[name].complexity()
+        benches[name] = build_bench(setup, name, channels)
+        results[name] = VariantResult(name, VARIANTS[name][0],
+                                      *benches[name].complexity())
         _log(f'[benchmark] built {name}: {results[name].params / 1e6:.3f} M '
              f'params, {results[name].macs / 1e9:.4f} G MACs')
     for name, bench in benches.items():
@@ -610,31 +346,26 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
                 bench.memory()
             _log(f'[benchmark] warmed up {name}; peak training memory '
                  f'{results[name].peak_memory_bytes / 2**20:.1f} MiB')
-    for repeat in range(setup.repeats):
-        order = _rotated(setup.variants, repeat)
-        if setup.train:
-            for name in order:
-                results[name].train_runs.append(
-                    benches[name].train(setup.iters))
-        for name in order:
-            results[name].infer_runs.append(benches[name].infer(setup.iters))
-        _log(f'[benchmark] repeat {repeat + 1}/{setup.repeats}: ' + ', '.join(
-            f'{n} ' + (f'{results[n].train_runs[-1]:.1f}'
-                       if results[n].train_runs else '-')
-            + f'/{results[n].infer_runs[-1]:.1f}' for n in order)
-            + ' (train/inference images/s)')
+    kinds = (('train', 'infer') if setup.train else ('infer', ))
+    for kind in kinds:
+        runs = _interleaved(
+            setup, benches, operator.methodcaller(kind, setup.iters), kind)
+        for name, result in results.items():
+            for key, value in zip(('runs', 'images_per_s', 'relative_iqr'),
+                                  throughput(runs[name], setup.batch_size)):
+                setattr(result, f'{kind}_{key}', value)
     if setup.split:
         _split_inference(setup, benches, results)
     if setup.breakdown and setup.train:
-        _step_breakdown(setup, benches, results)
-    for result in results.values():
-        if result.train_runs:
-            result.train_images_per_s = statistics.median(result.train_runs)
-        result.infer_images_per_s = statistics.median(result.infer_runs)
+        parts = _interleaved(setup, benches,
+                             lambda b: b.train_parts(setup.iters),
+                             'breakdown')
+        for name, result in results.items():
+            result.parts_runs = parts[name]
     return [results[name] for name in setup.variants]
 
 
-def _split_inference(setup: Setup, benches: Dict[str, 'Bench'],
+def _split_inference(setup: Setup, benches: Dict[str, ModelBench],
                      results: Dict[str, VariantResult]) -> None:
     """Inference images/s from the backbone and the head timed apart.
 
@@ -646,37 +377,16 @@ def _split_inference(setup: Setup, benches: Dict[str, 'Bench'],
     variant's rest time its own median, and
     ``split_infer_images_per_s = batch / (backbone + rest)``.
     """
-    for repeat in range(setup.repeats):
-        for name in _rotated(setup.variants, repeat):
-            backbone_s, head_s = benches[name].infer_split(setup.iters)
-            results[name].backbone_s_runs.append(backbone_s)
-            results[name].head_s_runs.append(head_s)
-        _log(f'[benchmark] split repeat {repeat + 1}/{setup.repeats}: '
-             + ', '.join(f'{n} {results[n].backbone_s_runs[-1] * 1e3:.1f}+'
-                         f'{results[n].head_s_runs[-1] * 1e3:.2f}'
-                         for n in setup.variants)
-             + ' (backbone+rest ms/batch)')
+    runs = _interleaved(setup, benches,
+                        lambda b: b.infer_split(setup.iters), 'split')
+    for name, result in results.items():
+        result.backbone_s_runs = [b.mean for b, _ in runs[name]]
+        result.head_s_runs = [h.mean for _, h in runs[name]]
     backbone_s = statistics.median(
-        t for r in results.values() for t in r.backbone_s_runs)
+        t for result in results.values() for t in result.backbone_s_runs)
     for result in results.values():
         result.split_infer_images_per_s = setup.batch_size / (
             backbone_s + statistics.median(result.head_s_runs))
-
-
-#: The parts of a training step that ``--breakdown`` times apart.
-STEP_PARTS = ('preprocess', 'unmixed', 'forward', 'backward')
-
-
-def _step_breakdown(setup: Setup, benches: Dict[str, 'Bench'],
-                    results: Dict[str, VariantResult]) -> None:
-    """Time the parts of a training step (:meth:`Bench.train_parts`) per
-    variant, rotated per repeat like the other timings."""
-    for repeat in range(setup.repeats):
-        for name in _rotated(setup.variants, repeat):
-            results[name].parts_runs.append(
-                benches[name].train_parts(setup.iters))
-        _log(f'[benchmark] breakdown repeat {repeat + 1}/{setup.repeats} '
-             'done')
 
 
 def step_parts(result: VariantResult) -> Dict[str, float]:
@@ -693,19 +403,17 @@ def breakdown_table(results: Sequence[VariantResult]) -> str:
     ``1 - share`` of its speed without it; the last column measures the
     share rather than assuming it.
     """
-    lines = ['| variant | ' + ' | '.join(f'{p} (ms)' for p in STEP_PARTS)
-             + ' | step (ms) | un-mixed forward / step |',
-             '|---|' + '---:|' * (len(STEP_PARTS) + 2)]
+    rows = []
     for r in results:
         if not r.parts_runs:
             continue
         parts = step_parts(r)
         step = sum(parts.values())
-        cells = [f'{parts[p] * 1e3:.1f}' for p in STEP_PARTS]
-        share = parts['unmixed'] / step
-        lines.append(f'| {r.label} | ' + ' | '.join(cells)
-                     + f' | {step * 1e3:.1f} | {share:.3f} |')
-    return '\n'.join(lines)
+        rows.append([r.label] + [f'{parts[p] * 1e3:.1f}' for p in STEP_PARTS]
+                    + [f'{step * 1e3:.1f}', f"{parts['unmixed'] / step:.3f}"])
+    return markdown_table(
+        ['variant'] + [f'{p} (ms)' for p in STEP_PARTS]
+        + ['step (ms)', 'un-mixed forward / step'], rows)
 
 
 METRICS = (  # (key, column title, scale, format)
@@ -742,19 +450,18 @@ def ratios(results: Sequence[VariantResult]) -> Dict[str, Dict[str, float]]:
             for r in results}
 
 
-def markdown_table(results: Sequence[VariantResult]) -> str:
+
+def results_table(results: Sequence[VariantResult]) -> str:
     """The results as a markdown table, each value with its ratio to
     GAP-FC."""
     rel = ratios(results)
     metrics = _metrics(results)
-    lines = ['| variant | ' + ' | '.join(m[1] for m in metrics) + ' |',
-             '|---|' + '---:|' * len(metrics)]
-    for r in results:
-        cells = [f'{getattr(r, key) * scale:{fmt}} '
-                 f'({rel[r.name][key]:.3f})'
-                 for key, _, scale, fmt in metrics]
-        lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+    return markdown_table(
+        ['variant'] + [m[1] for m in metrics],
+        [[r.label] + [f'{getattr(r, key) * scale:{fmt}} '
+                      f'({rel[r.name][key]:.3f})'
+                      for key, _, scale, fmt in metrics]
+         for r in results])
 
 
 def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
@@ -769,21 +476,47 @@ def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
                          if device.startswith('cuda') else 'cpu'),
             threads=torch.get_num_threads(), torch=torch.__version__,
             memory_metric=MEMORY_METRIC.format(how=how),
-            timing=('median over repeats of images per second of the '
-                    '`clock` (wall: elapsed time; process: CPU time of the '
-                    'benchmark process) over `iters` steps, after `warmup` '
-                    'steps; variant order rotated per repeat')),
+            timing=('batch size over the median over repeats of the '
+                    'seconds per step of the `clock` (wall: elapsed time; '
+                    'process: CPU time of the benchmark process) over '
+                    '`iters` steps, after `warmup` steps; variant order '
+                    'rotated per repeat; relative IQR: interquartile range '
+                    'over median of those seconds')),
         variants=[dict(asdict(r), peak_memory_bytes=r.peak_memory_bytes,
                        ratio_to_gapfc=ratios(results)[r.name],
                        step_parts_s=step_parts(r) if r.parts_runs else None)
                   for r in results])
 
 
+#: Variants with an inference graph of their own (the other SAOL variants
+#: differ only in training) and the output each deploys with.
+ONNX_VARIANTS = (('gapfc', 'gapfc'), ('saol', None))
+
+
+def onnx_table(results: Sequence[OnnxResult]) -> str:
+    """Images/s of both runtimes (ratios to GAP-FC in the same runtime),
+    ONNX Runtime over PyTorch, and the largest output difference."""
+    base = next((r for r in results if r.name == 'gapfc'), results[0])
+    return markdown_table(
+        ['variant', 'outputs', 'PyTorch images/s', 'ONNX Runtime images/s',
+         'ONNX Runtime / PyTorch', 'max abs diff'],
+        [[r.label, ', '.join(r.outputs),
+          f'{r.torch_images_per_s:.2f} '
+          f'({r.torch_images_per_s / base.torch_images_per_s:.3f})',
+          f'{r.onnx_images_per_s:.2f} '
+          f'({r.onnx_images_per_s / base.onnx_images_per_s:.3f})',
+          f'**{r.speedup:.2f}x**',
+          f"{max(r.max_abs_diff.values(), default=float('nan')):.1e}"]
+         for r in results], left=2)
+
 
 def benchmark_onnx(setup: Setup) -> dict:
-    """``tools/benchmark.py --onnx``: ONNX Runtime against PyTorch for the
-    GAP-FC and SAOL models of a benchmark setup; prints the markdown table
-    and returns the JSON-ready report.
+    """``--onnx``: for the GAP-FC and SAOL models of a setup, the
+    :class:`InferenceGraph` (normalisation, backbone, head; SAOL with its
+    attention and class maps, GAP-FC with probabilities alone, as each is
+    deployed) in PyTorch and in ONNX Runtime
+    (:func:`~mmsaol.apis.benchmark_measure.compare_onnx`); prints the
+    markdown table and returns the JSON-ready report.
 
     Args:
         setup (Setup): Backbone, head, preprocessor, input
@@ -797,27 +530,26 @@ def benchmark_onnx(setup: Setup) -> dict:
     torch.manual_seed(setup.seed)
     channels = stage_channels(setup.backbone, setup.input_size)
     inputs = synthetic_batch(
-        setup, torch.Generator().manual_seed(setup.seed))['inputs'].float()
+        setup.batch_size, setup.input_size, setup.num_classes,
+        torch.Generator().manual_seed(setup.seed))['inputs'].float()
     results = []
-    for name, head in speed.SPEED_VARIANTS:
+    for name, head in ONNX_VARIANTS:
         if name not in setup.variants:
             continue
-        graph = InferenceGraph(
-            speed.build_variant(variant_model_config(setup, name, channels)),
-            head=head)
-        result = speed.SpeedResult(name=name, label=VARIANTS[name][0],
-                             outputs=list(graph.output_names))
-        print(f'[benchmark --onnx] {name}: exporting and timing '
-              f'{setup.repeats} x {setup.iters} batches of '
-              f'{setup.batch_size} per runtime', file=sys.stderr,
-              flush=True)
-        results.append(speed.compare_speed(graph, inputs, setup.warmup,
-                                     setup.iters, setup.repeats,
-                                     CLOCKS[setup.clock], result))
+        cfg = maps_config(Config(dict(
+            model=variant_model_config(setup, name, channels))))
+        graph = InferenceGraph(build_quietly(cfg.model).eval(), head=head)
+        _log(f'[benchmark --onnx] {name}: exporting and timing '
+             f'{setup.repeats} x {setup.iters} batches of '
+             f'{setup.batch_size} per runtime')
+        results.append(compare_onnx(
+            graph, inputs, setup.warmup, setup.iters, setup.repeats,
+            setup.clock, OnnxResult(name=name, label=VARIANTS[name][0],
+                                    outputs=list(graph.output_names))))
     if not results:
         raise ValueError('--onnx measures the variants gapfc and saol; add '
                          'them to --variants.')
-    print(speed.markdown_table(results), flush=True)
+    print(onnx_table(results), flush=True)
     return dict(
         setup=dict(asdict(setup), threads=torch.get_num_threads(),
                    torch=torch.__version__, onnxruntime=ort.__version__,
@@ -895,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--onnx', action='store_true',
                         help='instead: ONNX Runtime against PyTorch '
                         'inference images/s of the GAP-FC and SAOL graphs '
-                        '(CPU; see mmsaol.deploy.speed)')
+                        '(CPU; see mmsaol.apis.benchmark_measure)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')
@@ -926,7 +658,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         data = benchmark_onnx(setup)
     else:
         results = run_benchmark(setup)
-        print(markdown_table(results), flush=True)
+        print(results_table(results), flush=True)
         if setup.breakdown:
             print('\n' + breakdown_table(results), flush=True)
         data = report(setup, results)

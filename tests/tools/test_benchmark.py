@@ -7,18 +7,23 @@ import statistics
 
 import pytest
 import torch
+from torch.utils.benchmark import Measurement
 
 from mmsaol.apis.benchmark import (
-    PROFILER_NOISE,
-    STEP_PARTS,
     VARIANTS,
-    Bench,
+    build_bench,
     main,
-    native_output_filtered,
     parse_args,
     setup_from_args,
 )
 from mmsaol.apis.benchmark import variant_model_config as model_config
+from mmsaol.apis.benchmark_measure import (
+    PROFILER_NOISE,
+    STEP_PARTS,
+    measure,
+    native_output_filtered,
+    throughput,
+)
 
 DEMO = 'configs/saol_demo.py'
 
@@ -46,7 +51,7 @@ def test_tiny_model_end_to_end(tmp_path, capfd, one_thread):
         assert noise not in captured.out + captured.err
     assert [row.split('|')[1].strip() for row in table[2:]] == \
         [label for label, _ in VARIANTS.values()]
-    assert '[benchmark] repeat 1/1' in captured.err  # progress
+    assert '[benchmark] train repeat 1/1' in captured.err  # progress
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
 
     rows = {v['name']: v for v in report['variants']}
@@ -55,6 +60,8 @@ def test_tiny_model_end_to_end(tmp_path, capfd, one_thread):
         dict.fromkeys(rows['gapfc']['ratio_to_gapfc'], 1.0))
     for row in rows.values():
         assert row['train_images_per_s'] > 0 < row['infer_images_per_s']
+        # one repeat: no spread
+        assert row['train_relative_iqr'] == 0 == row['infer_relative_iqr']
         assert row['step_peak_bytes'] > 0 and row['macs'] > 0
         # parameters, gradients... at least parameters and SGD momentum
         assert row['state_bytes'] >= 2 * 4 * row['params']
@@ -124,7 +131,7 @@ def test_step_breakdown(capsys, one_thread):
         assert (parts['unmixed'] > 0) == (name == 'saol_self')
     setup = _setup('--backbone', 'resnet18_cifar', '--input-size', '32',
                    '--batch-size', '2', '--num-classes', '10')
-    bench = Bench(setup, 'saol_self', (128, 256, 512))
+    bench = build_bench(setup, 'saol_self', (128, 256, 512))
     bench.train_parts(1)
     assert 'unmixed_outputs' not in vars(bench.model)
     for other in ('--no-train', '--onnx'):
@@ -240,3 +247,31 @@ def test_native_output_filter_keeps_other_lines(capfd):
     assert sorted(captured.out.splitlines()) == ['kept on stdout',
                                                  'python line']
     assert captured.err == 'kept on stderr\n'
+
+
+def test_one_timing_loop_counts_its_calls():
+    """A step that changes state is called exactly ``number`` times (no
+    untimed extra optimizer steps); a stateless one goes through
+    ``torch.utils.benchmark.Timer``, which adds its untimed warm-up."""
+    calls = []
+    run = measure(lambda: calls.append(1), 5, clock='process',
+                  changes_state=True)
+    assert len(calls) == 5 and run.number_per_run == 5
+    calls.clear()
+    run = measure(lambda: calls.append(1), 5, clock='wall')
+    assert len(calls) == 5 + 2 and run.number_per_run == 5
+
+
+def test_median_and_iqr_of_runs():
+    """Images/s of each run, and from the seconds per batch of the runs
+    their median and IQR (linear interpolation between order
+    statistics)."""
+    runs = [measure(lambda: None, 1, changes_state=True) for _ in range(4)]
+    for run, seconds in zip(runs, (4.0, 1.0, 3.0, 2.0)):
+        run.raw_times[:] = [seconds * 2]
+        run.number_per_run = 2
+    per_run, images_per_s, relative_iqr = throughput(runs, 10)
+    assert per_run == [2.5, 10.0, 10 / 3, 5.0]
+    assert images_per_s == pytest.approx(10 / 2.5)
+    assert relative_iqr == pytest.approx(1.5 / 2.5)
+    assert isinstance(runs[0], Measurement)

@@ -30,7 +30,8 @@ def test_onnx_against_pytorch_on_the_demo_model(tmp_path, capsys):
         for runtime in ('torch', 'onnx'):
             runs = row[f'{runtime}_runs']
             assert len(runs) == 3 and min(runs) > 0
-            assert sorted(runs)[1] == row[f'{runtime}_images_per_s']
+            assert sorted(runs)[1] == pytest.approx(
+                row[f"{runtime}_images_per_s"])
         assert row['speedup'] == pytest.approx(
             row['onnx_images_per_s'] / row['torch_images_per_s'])
         # Both runtimes computed the same outputs on the timed batch.
