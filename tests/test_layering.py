@@ -23,7 +23,7 @@ ALLOWED: Dict[str, Set[str]] = {
     'visualization': {'evaluation'},
     'deploy': {'compat', 'models', 'model_configs'},
     'apis': {'compat', 'model_configs', 'engine', 'visualization',
-             'deploy'},
+             'deploy', 'datasets'},
 }
 BOTTOM = {'version', 'troubleshooting', '_quiet', 'structures',
           'checks'}

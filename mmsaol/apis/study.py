@@ -22,6 +22,18 @@ while it runs are picked up.
     python tools/study.py configs/fashion-mnist/study_main.json --jobs 2
     python tools/study.py demo --seeds 0 1 2
     python tools/study.py fashion-mnist --table     # table only, no runs
+
+A study may choose one hyper-parameter per variant on the validation split
+(``"tune"`` in its file, e.g. the learning rate): every variant first runs
+once per grid value at the tuning seed, the value with the best last
+validation top-1 (the config's ``val_dataloader``, validated during
+training) is chosen, and the chosen value then runs at every seed of the
+study; the tables report those runs' test top-1 (the grid run at the
+chosen value is the tuning seed's run). ``--phase tune`` runs the grids
+only. Every record keeps the validation curve (top-1 after each
+validation during training) and, with ``"fit_options"``, top-1 on the
+training images (``--cfg-options`` that point the test loader at them),
+for the fit table (train vs test).
 """
 from __future__ import annotations
 
@@ -29,21 +41,21 @@ import argparse
 import contextlib
 import datetime
 import glob
-import gzip
+import itertools
 import json
 import math
 import os
 import os.path as osp
-import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.checks import check_choice
 from mmsaol.compat.config import mim_root
 
 #: WSOL metrics kept in the study (see ``WSOLMetric``).
@@ -51,19 +63,11 @@ WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
 HEAD_NAMES = {'default': '', 'saol': 'SAOL', 'gapfc': 'GAP-FC branch'}
 MAP_NAMES = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
              'cam': 'CAM'}
-#: Two-sided 95% quantiles of Student's t, by degrees of freedom.
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447,
-        7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179,
-        13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101,
-        19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
-        120: 1.980}
-
-FASHION_MNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-                       't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
-#: Where Debian's ``dataset-fashion-mnist`` package puts the gzipped files.
-FASHION_MNIST_DEBIAN = '/usr/share/datasets/fashion-mnist'
-FASHION_MNIST_URL = \
-    'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
+#: Data a study prepares before its first run (``"prepare"``,
+#: ``--prepare``), by :func:`prepare_data`.
+DATA_SETS = ('fashion-mnist', 'clutter-canvas')
+#: The validation metric a tuned study chooses by (last point of the curve).
+VAL_KEY = 'val_top1/default'
 
 
 @dataclass
@@ -112,6 +116,11 @@ class Study:
         comparisons (List[Tuple[str, str]]): Extra paired differences
             ``(variant, reference)`` between two variants' first outputs,
             printed as a second table.
+        tune (Tune, optional): A hyper-parameter chosen per variant on the
+            validation split before the study's seeds run.
+        fit_options (List[str]): ``--cfg-options`` that make the test
+            loader read training images without augmentation: each run is
+            also tested with them (``train_top1/<head>``, the fit table).
     """
 
     name: str
@@ -122,6 +131,8 @@ class Study:
     description: str = ''
     comparisons: List[Tuple[str, str]] = field(default_factory=list)
     failed: int = 0
+    tune: Optional['Tune'] = None
+    fit_options: List[str] = field(default_factory=list)
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -130,6 +141,34 @@ class Study:
         names = [v.name for v in self.variants]
         raise ValueError(f'Study {self.name!r} has no variant {name!r}; '
                          f'its variants are {names}.')
+
+
+@dataclass
+class Tune:
+    """A hyper-parameter a study chooses per variant on the validation
+    split: a grid of values run at one seed, the best last validation top-1
+    wins.
+
+    Args:
+        option (str): Config key, e.g. ``optim_wrapper.optimizer.lr``.
+        values (List): The grid, in table order (ties go to the first).
+        seed (int): Seed of the grid's runs. Defaults to 0.
+        label (str, optional): Short name in run names and tables.
+            Defaults to the key's last part.
+    """
+
+    option: str
+    values: List
+    seed: int = 0
+    label: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.option.rsplit('.', 1)[-1]
+
+    def run(self, variant: Variant, value) -> Variant:
+        """The run of ``variant`` at one grid value (its own records)."""
+        return replace(variant, name=f'{variant.name} @ {self.label}={value}',
+                       options=[*variant.options, f'{self.option}={value}'])
 
 
 SAOL_OFF = ['model.head.self_supervision=None', 'model.head.distillation=None']
@@ -159,6 +198,8 @@ NAMED_STUDIES = {
     'demo': DEMO_STUDY,
     'fashion-mnist': 'configs/fashion-mnist/study_main.json',
     'fashion-mnist-ablation': 'configs/fashion-mnist/study_ablation.json',
+    'clutter': 'configs/clutter/study_clutter.json',
+    'fashion-mnist-converged': 'configs/fashion-mnist/study_converged.json',
 }
 
 
@@ -182,7 +223,7 @@ def load_study(spec: str) -> Study:
     with open(path) as f:
         raw = json.load(f)
     known = {'name', 'variants', 'seeds', 'baseline', 'prepare',
-             'description', 'comparisons'}
+             'description', 'comparisons', 'tune', 'fit_options'}
     if not isinstance(raw, dict) or 'variants' not in raw or \
             set(raw) - known:
         raise ValueError(
@@ -211,7 +252,11 @@ def load_study(spec: str) -> Study:
                   variants, list(raw.get('seeds', [0, 1, 2])),
                   raw.get('baseline'), raw.get('prepare'),
                   raw.get('description', ''),
-                  [tuple(pair) for pair in raw.get('comparisons', [])])
+                  [tuple(pair) for pair in raw.get('comparisons', [])],
+                  tune=_load_tune(raw.get('tune'), path),
+                  fit_options=list(raw.get('fit_options', [])))
+    if study.prepare is not None:
+        check_choice(study.prepare, DATA_SETS, f'{path}: "prepare"')
     if study.baseline is not None:
         study.variant(study.baseline)
     for pair in study.comparisons:
@@ -221,6 +266,72 @@ def load_study(spec: str) -> Study:
         for name in pair:
             study.variant(name)
     return study
+
+
+def _load_tune(raw: Optional[dict], path: str) -> Optional[Tune]:
+    """The ``"tune"`` entry of a study file, checked."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {
+            'option', 'values', 'seed', 'label'} or not {
+            'option', 'values'} <= set(raw) or not isinstance(
+            raw['values'], list) or len(raw['values']) < 2:
+        raise ValueError(
+            f'Study file {path}: "tune" must be an object with "option" '
+            '(a config key), "values" (a list of at least two) and '
+            'optionally "seed" and "label", e.g. {"option": '
+            '"optim_wrapper.optimizer.lr", "values": [0.05, 0.1, 0.2]}; '
+            f'got {raw!r}.')
+    return Tune(raw['option'], list(raw['values']), int(raw.get('seed', 0)),
+                raw.get('label'))
+
+
+def chosen_value(study: Study, variant: Variant, results_dir: str,
+                 extra: Sequence[str] = ()):
+    """The grid value of ``study.tune`` with the best validation top-1 for
+    ``variant`` (the first of equals); None until every grid run has its
+    record, or for a study without tuning."""
+    tune = study.tune
+    if tune is None:
+        return None
+    scores = []
+    for value in tune.values:
+        run = tune.run(variant, value)
+        record = load_record(record_path(results_dir, study, run, tune.seed),
+                             run, extra)
+        if record is None or VAL_KEY not in record['metrics']:
+            return None
+        scores.append(record['metrics'][VAL_KEY])
+    return tune.values[scores.index(max(scores))]
+
+
+def run_plan(study: Study, results_dir: str, extra: Sequence[str] = (),
+             seeds: Optional[Sequence[int]] = None, phase: str = 'all'
+             ) -> List[Tuple[Variant, int]]:
+    """Every run of a study, in order: the tuning grids (variant by
+    variant), then the study's seeds, seed by seed (for a tuned study at
+    each variant's chosen value, once its grid is complete).
+
+    Args:
+        phase (str): ``'all'``, ``'tune'`` (the grids only) or ``'final'``
+            (the chosen values only).
+    """
+    check_choice(phase, ('all', 'tune', 'final'), 'phase')
+    order = list(seeds) if seeds is not None else study.seeds
+    tune = study.tune
+    if tune is None:
+        return [(v, s) for s in order for v in study.variants]
+    plan = []
+    if phase != 'final':
+        plan += [(tune.run(v, value), tune.seed) for v in study.variants
+                 for value in tune.values]
+    if phase != 'tune':
+        for seed in order:
+            for variant in study.variants:
+                value = chosen_value(study, variant, results_dir, extra)
+                if value is not None:
+                    plan.append((tune.run(variant, value), seed))
+    return plan
 
 
 def slug(name: str) -> str:
@@ -277,12 +388,34 @@ def _run_tool(tool: str, args: Sequence[str], options: Sequence[str],
         return json.load(f)
 
 
+def read_curve(work_dir: str, key: str = 'accuracy/top1'
+               ) -> List[List[float]]:
+    """The validation curve of a run: ``[epoch, top-1]`` of each validation
+    in the training logs of ``work_dir`` (mmengine's
+    ``<timestamp>/vis_data/scalars.json``; a resumed run's later logs
+    win)."""
+    points: Dict[int, float] = {}
+    pattern = osp.join(work_dir, '*', 'vis_data', 'scalars.json')
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if key in entry and 'step' in entry:
+                        points[int(entry['step'])] = float(entry[key])
+    return [[step, points[step]] for step in sorted(points)]
+
+
 def run_variant(variant: Variant, seed: int, work_dir: str,
                 extra: Sequence[str] = (),
-                env: Optional[dict] = None) -> Dict[str, float]:
+                env: Optional[dict] = None,
+                fit_options: Sequence[str] = ()) -> Dict[str, float]:
     """Train one variant with one seed in ``work_dir`` (resuming a run that
     was stopped), then test its last checkpoint: top-1 per head
-    (``top1/<head>``) and localisation per map (``<map>/<metric>``)."""
+    (``top1/<head>``; with ``fit_options``, also on the training images,
+    ``train_top1/<head>``), the last validation top-1 of training
+    (``val_top1/default``) and localisation per map
+    (``<map>/<metric>``)."""
     os.makedirs(work_dir, exist_ok=True)
     log = osp.join(work_dir, 'study.log')
     options = [*variant.options, *extra]
@@ -294,18 +427,25 @@ def run_variant(variant: Variant, seed: int, work_dir: str,
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     results = {}
-    for head in variant.heads:
-        out = osp.join(work_dir, f'metrics_{head or "default"}.json')
+    curve = read_curve(work_dir)
+    if curve:
+        results[VAL_KEY] = curve[-1][1]
+    tests = [('top1', [])] + ([('train_top1', list(fit_options))]
+                              if fit_options else [])
+    for (kind, test_options), head in itertools.product(tests,
+                                                         variant.heads):
+        name = f'{kind}/{head or "default"}'
+        out = osp.join(work_dir, f'metrics_{name.replace("/", "_")}.json')
         args = [variant.config, checkpoint, '--work-dir', work_dir,
                 '--out', out, '--out-item', 'metrics']
         # model.head.test_output rather than --head: also for heads other
         # than SAOLHead with the same two outputs (TwoGAPFCHead).
         head_option = [] if head is None else \
             [f'model.head.test_output={head}']
-        metrics = _run_tool('test', args, [*options, *head_option], env,
+        metrics = _run_tool('test', args,
+                            [*options, *head_option, *test_options], env,
                             log, out)
-        results[f'top1/{head or "default"}'] = float(
-            metrics['accuracy/top1'])
+        results[name] = float(metrics['accuracy/top1'])
     for map_name in variant.maps:
         out = osp.join(work_dir, f'wsol_{map_name}.json')
         metrics = _run_tool('wsol', [variant.config, checkpoint,
@@ -368,17 +508,18 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
               results_dir: str = 'results', extra: Sequence[str] = (),
               jobs: int = 1, threads: int = 1,
               only: Optional[Sequence[str]] = None,
-              log=print) -> Study:
+              log=print, phase: str = 'all') -> Study:
     """Run every missing (variant, seed) of a study; return the study.
 
-    Runs go in seed order (every variant's seed 0 first), ``jobs`` at a
-    time, each with ``threads`` OpenMP threads. The study is loaded again
-    from ``spec`` before each run starts. A run that fails is reported and
-    left without a record (the next call tries it again).
+    Runs go in the order of :func:`run_plan` (a tuned study's grids first;
+    then seed order, every variant's seed 0 first), ``jobs`` at a time,
+    each with ``threads`` OpenMP threads. The study is loaded again from
+    ``spec`` before each run starts. A run that fails is reported and left
+    without a record (the next call tries it again).
     """
     study = load_study(spec)
-    if study.prepare == 'fashion-mnist':
-        prepare_fashion_mnist(osp.join('data', 'fashion-mnist'))
+    if study.prepare is not None:
+        prepare_data(study.prepare)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     lock = threading.Lock()
@@ -388,11 +529,10 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
     state = dict(done=0, failed=0)
 
     def pending(current: Study) -> List[Tuple[Variant, int]]:
-        chosen = [v for v in current.variants if only is None
-                  or any(w in v.name for w in only)]
-        order = seeds if seeds is not None else current.seeds
-        return [(v, s) for s in order for v in chosen
-                if (v.name, s) not in busy and load_record(
+        return [(v, s) for v, s in run_plan(current, results_dir, extra,
+                                            seeds, phase)
+                if (only is None or any(w in v.name for w in only))
+                and (v.name, s) not in busy and load_record(
                     record_path(results_dir, current, v, s), v, extra) is None]
 
     def worker() -> None:
@@ -410,7 +550,8 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
                     continue  # another study process trains it
             began = time.time()
             try:
-                metrics = run_variant(variant, seed, work_dir, extra, env)
+                metrics = run_variant(variant, seed, work_dir, extra, env,
+                                      current.fit_options)
             except subprocess.CalledProcessError:
                 release_run(work_dir)
                 with lock:
@@ -423,6 +564,7 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
                           seed=seed, config=variant.config,
                           options=list(variant.options),
                           extra_options=list(extra), metrics=metrics,
+                          curve=read_curve(work_dir),
                           wall_s=round(wall, 1), threads=threads, jobs=jobs,
                           finished=datetime.datetime.now(
                               datetime.timezone.utc).isoformat(
@@ -464,12 +606,11 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
 # -------------------------------------------------------------- statistics
 def t_quantile(df: int) -> float:
     """Two-sided 95% quantile of Student's t with ``df`` degrees of freedom
-    (the nearest tabulated df at or below; 1.96 beyond 120)."""
+    (``scipy.stats.t.ppf(0.975, df)``)."""
     if df < 1:
         raise ValueError(f'A t-interval needs df >= 1, got {df}.')
-    if df > 120:
-        return 1.96
-    return T975[max(k for k in T975 if k <= df)]
+    from scipy.stats import t
+    return float(t.ppf(0.975, df))
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
@@ -521,15 +662,24 @@ def collect(study: Study, results_dir: str, extra: Sequence[str] = ()
     results: dict = {}
     for variant in study.variants:
         rows: dict = {}
-        pattern = osp.join(results_dir, variant.study or study.name,
-                           slug(variant.name),
+        run = variant
+        if study.tune is not None:
+            value = chosen_value(study, variant, results_dir, extra)
+            if value is None:
+                continue
+            run = study.tune.run(variant, value)
+        pattern = osp.join(results_dir, run.study or study.name,
+                           slug(run.name),
                            'seed*.json')
         for path in sorted(glob.glob(pattern)):
-            record = load_record(path, variant, extra)
+            record = load_record(path, run, extra)
             if record is None:
                 continue
             for key, value in record['metrics'].items():
                 rows.setdefault(key, {})[int(record['seed'])] = value
+            if record.get('curve'):
+                rows.setdefault('curve/val_top1', {})[
+                    int(record['seed'])] = record['curve']
         if rows:
             results[variant.name] = {
                 key: dict(sorted(per_seed.items()))
@@ -556,9 +706,36 @@ def write_results(study: Study, results_dir: str,
                     name: {k: {str(s): v for s, v in per.items()}
                            for k, per in rows.items()}
                     for name, rows in records.items()})
-    if data['results']:
+    if study.tune is not None:
+        data['tuning'] = tuning_results(study, results_dir, extra)
+    if data['results'] or data.get('tuning'):
         _write_json(results_path(study, results_dir), data)
     return data
+
+
+def tuning_results(study: Study, results_dir: str,
+                   extra: Sequence[str] = ()) -> dict:
+    """A tuned study's grid: the option, the seed, the validation top-1
+    per variant and value (recorded runs only) and each complete
+    variant's chosen value."""
+    tune = study.tune
+    grid, chosen = {}, {}
+    for variant in study.variants:
+        scores = {}
+        for value in tune.values:
+            run = tune.run(variant, value)
+            record = load_record(record_path(results_dir, study, run,
+                                             tune.seed), run, extra)
+            if record is not None and VAL_KEY in record['metrics']:
+                scores[str(value)] = record['metrics'][VAL_KEY]
+        if scores:
+            grid[variant.name] = scores
+        value = chosen_value(study, variant, results_dir, extra)
+        if value is not None:
+            chosen[variant.name] = value
+    return dict(option=tune.option, label=tune.label, seed=tune.seed,
+                values=[str(v) for v in tune.values], val_top1=grid,
+                chosen=chosen)
 
 
 def read_results(path: str) -> dict:
@@ -572,9 +749,79 @@ def read_results(path: str) -> dict:
     return data
 
 
+def tuning_table(tuning: dict) -> str:
+    """Markdown: validation top-1 per variant and grid value, the chosen
+    value in bold."""
+    label = tuning['label']
+    lines = ['| variant | ' + ' | '.join(f'{label} {v}' for v in
+                                        tuning['values'])
+             + ' | chosen |', '|---|' + '---|' * (len(tuning['values']) + 1)]
+    for name, scores in tuning['val_top1'].items():
+        chosen = tuning['chosen'].get(name)
+        cells = [('**{:.2f}**' if str(chosen) == v else '{:.2f}').format(
+            scores[v]) if v in scores else '—' for v in tuning['values']]
+        lines.append(f'| {name} | ' + ' | '.join(cells) +
+                     f' | {"—" if chosen is None else chosen} |')
+    return '\n'.join(lines) + '\n'
+
+
+def fit_table(data: dict) -> str:
+    """Markdown: training vs test top-1 per output, the last validation
+    top-1, and the validation curve (mean over seeds at four epochs);
+    empty without training top-1 or curves."""
+    lines = []
+    for name, rows in data['results'].items():
+        curves = rows.get('curve/val_top1', {})
+        for key, per_seed in rows.items():
+            kind, what = key.split('/', 1)
+            if kind != 'top1' or (f'train_top1/{what}' not in rows
+                                  and not curves):
+                continue
+            train = rows.get(f'train_top1/{what}')
+            val = rows.get(VAL_KEY) if what == 'default' or \
+                key == next(k for k in rows if k.startswith('top1/')) \
+                else None
+            cells = [fmt_mean_std(list(v.values())) if v else '—'
+                     for v in (train, per_seed, val)]
+            if train:
+                gaps = [train[s] - per_seed[s] for s in train
+                        if s in per_seed]
+                cells.append(f'{statistics.mean(gaps):+.2f}')
+            else:
+                cells.append('—')
+            cells.append(_curve_cell(list(curves.values())))
+            output = data.get('output_names', {}).get(name, {}).get(
+                what, HEAD_NAMES.get(what, what))
+            lines.append(f'| {name} | {output} | ' + ' | '.join(cells) +
+                         ' |')
+    if not lines:
+        return ''
+    return '\n'.join(['| variant | output | train top-1 (%) | test top-1 '
+                      '(%) | last val top-1 (%) | train − test | val top-1 '
+                      'by epoch (mean over seeds) |',
+                      '|---|---|---|---|---|---|---|', *lines]) + '\n'
+
+
+def _curve_cell(curves: List[list]) -> str:
+    """Mean validation top-1 over seeds at about a quarter, half, three
+    quarters and all of training: ``ep 4: 81.2, ...``."""
+    if not curves:
+        return '—'
+    epochs = sorted(set.intersection(*(set(int(e) for e, _ in c)
+                                       for c in curves)))
+    if not epochs:
+        return '—'
+    picks = sorted({epochs[max(0, round(len(epochs) * q) - 1)]
+                    for q in (0.25, 0.5, 0.75, 1.0)})
+    means = [statistics.mean(dict((int(e), v) for e, v in c)[p]
+                             for c in curves) for p in picks]
+    return ', '.join(f'ep {p}: {m:.2f}' for p, m in zip(picks, means))
+
+
 def markdown_tables(data: dict) -> str:
     """The accuracy table (and, when maps were scored, the localisation
-    table) of a results file's content."""
+    table; for a tuned study the tuning table; with training top-1 or
+    validation curves the fit table) of a results file's content."""
     results = data['results']
     output_names = data.get('output_names', {})
     base_name = data.get('baseline')
@@ -618,6 +865,12 @@ def markdown_tables(data: dict) -> str:
         text += '\n\n' + '\n'.join(pairs)
     if len(loc) > 2:
         text += '\n\n' + '\n'.join(loc)
+    extra_tables = [fit_table(data)]
+    if data.get('tuning'):
+        extra_tables.insert(0, tuning_table(data['tuning']))
+    for table in extra_tables:
+        if table:
+            text += '\n\n' + table.rstrip('\n')
     return text + '\n'
 
 
@@ -654,33 +907,18 @@ def update_readme(path: str, name: str, tables: str) -> None:
 
 
 # -------------------------------------------------------------------- data
-def prepare_fashion_mnist(dest: str = 'data/fashion-mnist',
-                          sources: Sequence[str] = (FASHION_MNIST_DEBIAN, )
-                          ) -> str:
-    """Put the four Fashion-MNIST idx files, un-gzipped, in ``dest`` (what
-    mmpretrain's ``FashionMNIST`` reads); a no-op when they are there.
-
-    The gzipped files are looked for in ``sources`` (Debian's
-    ``dataset-fashion-mnist`` package installs them in
-    ``/usr/share/datasets/fashion-mnist``) and in ``dest`` itself.
-    """
-    missing = [n for n in FASHION_MNIST_FILES
-               if not osp.isfile(osp.join(dest, n))]
-    for name in missing:
-        found = [osp.join(d, name + '.gz') for d in (*sources, dest)
-                 if osp.isfile(osp.join(d, name + '.gz'))]
-        if not found:
-            raise FileNotFoundError(
-                f'Fashion-MNIST file {name}(.gz) is in none of '
-                f'{[*sources, dest]}: install it with `apt-get install '
-                'dataset-fashion-mnist` (Debian/Ubuntu) or download the four '
-                f'.gz files from {FASHION_MNIST_URL} into {dest}.')
-        os.makedirs(dest, exist_ok=True)
-        with gzip.open(found[0]) as src, \
-                open(osp.join(dest, name) + '.tmp', 'wb') as out:
-            shutil.copyfileobj(src, out)
-        os.replace(osp.join(dest, name) + '.tmp', osp.join(dest, name))
-    return dest
+def prepare_data(name: str) -> str:
+    """Prepare a data set of :data:`DATA_SETS` in its default folder under
+    ``data/`` (a no-op when it is there) and return the folder:
+    ``fashion-mnist`` (the idx files, from Debian's
+    ``dataset-fashion-mnist``) or ``clutter-canvas`` (generated from
+    them, see :mod:`mmsaol.datasets.clutter_canvas`)."""
+    check_choice(name, DATA_SETS, 'prepare')
+    if name == 'fashion-mnist':
+        from mmsaol.datasets.fashion_mnist import prepare_fashion_mnist
+        return prepare_fashion_mnist()
+    from mmsaol.datasets.clutter_canvas import prepare_clutter_canvas
+    return prepare_clutter_canvas()
 
 
 # --------------------------------------------------------------------- CLI
@@ -716,6 +954,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='extra overrides for every run (recorded)')
     parser.add_argument('--prepare-fashion-mnist', action='store_true',
                         help='un-gzip Fashion-MNIST into data/fashion-mnist')
+    parser.add_argument('--prepare', choices=DATA_SETS, default=None,
+                        help='prepare this data set under data/ (and run '
+                        'the study, if one is given)')
+    parser.add_argument('--phase', choices=('all', 'tune', 'final'),
+                        default='all',
+                        help="a tuned study's runs: 'tune' (the grids "
+                        "only), 'final' (the chosen values only) or 'all'")
     return parser
 
 
@@ -727,11 +972,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Run the study (or only read its records) and print its tables."""
     args = parse_args(argv)
-    if args.prepare_fashion_mnist:
-        print('Fashion-MNIST in',
-              prepare_fashion_mnist(osp.join('data', 'fashion-mnist')))
-        if args.study is None:
-            return
+    prepare = ['fashion-mnist'] if args.prepare_fashion_mnist else []
+    if args.prepare:
+        prepare.append(args.prepare)
+    for name in prepare:
+        print(f'{name} in', prepare_data(name))
+    if prepare and args.study is None:
+        return
     if args.study is None:
         raise ValueError('Give a study name (demo, fashion-mnist, '
                          'fashion-mnist-ablation) or a JSON study file.')
@@ -740,7 +987,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     else:
         study = run_study(args.study, args.seeds, args.work_dir,
                           args.results_dir, args.cfg_options, args.jobs,
-                          args.threads, args.only)
+                          args.threads, args.only, phase=args.phase)
     data = write_results(study, args.results_dir, args.cfg_options)
     if args.out:
         _write_json(args.out, data)
