@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mmsaol.models.backbones import PyramidNet, ShakeDrop, shake_drop
+from mmsaol.models.classifiers.saol_classifier import frozen_norm_statistics
 
 F64 = dict(dtype=torch.float64)
 GATE = torch.tensor([1.0, 0.0, 0.0, 1.0], **F64)
@@ -84,3 +85,23 @@ def test_pyramidnet_probabilities_rise_linearly_to_the_final_value():
 def test_bad_ranges_say_what_to_change():
     with pytest.raises(ValueError, match='alpha_range must be'):
         ShakeDrop(0.5, alpha_range=(1.0, -1.0))
+
+
+def test_saol_unmixed_forward_runs_shakedrop_at_its_expectation():
+    """SAOL's un-mixed forward (the self-annotated targets) switches
+    stochastic layers off: ShakeDrop then scales by its expectation and
+    the targets do not depend on the random state."""
+    backbone = PyramidNet(depth=11, alpha=12, shakedrop_prob=0.5,
+                          out_indices=(0, 1, 2))
+    backbone.train()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad(), frozen_norm_statistics(backbone, 'batch'):
+        assert not backbone.layer3[0].shake_drop.training
+        outs = [backbone(x) for _ in range(2)]
+        backbone.apply(lambda m: m.train() if isinstance(m, ShakeDrop)
+                       else None)
+        torch.manual_seed(0)
+        shaken = backbone(x)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    assert not torch.allclose(outs[0][-1], shaken[-1])
+    assert backbone.layer3[0].shake_drop.training

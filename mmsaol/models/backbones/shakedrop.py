@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Tuple
 
 import torch
-import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
 from torch import Tensor
 
 
@@ -53,7 +53,7 @@ def shake_drop(x: Tensor, gate: Tensor, alpha: Tensor,
     return _ShakeDropFunction.apply(x, gate, alpha, beta)
 
 
-class ShakeDrop(nn.Module):
+class ShakeDrop(DropPath):
     """ShakeDrop on a residual branch (Yamada et al., IEEE Access 2019).
 
     `ShakeDrop Regularization for Deep Residual Learning
@@ -74,6 +74,13 @@ class ShakeDrop(nn.Module):
       ``1 - drop_prob``; ``E[alpha] = 0`` for ``U[-1, 1]``, so the factor
       is ``1 - drop_prob``).
 
+    ShakeDrop generalises RandomDrop (stochastic depth, Huang et al. 2016;
+    ``alpha = beta = 0``), which mmcv's :class:`DropPath` implements; as its
+    subclass it is switched off wherever code switches stochastic layers
+    off for a deterministic forward (e.g. the un-mixed forward of
+    :class:`SAOLClassifier`, whose self-annotated targets are the network's
+    prediction, not a randomly perturbed one).
+
     Args:
         drop_prob (float): Probability ``p`` that a sample's branch is
             perturbed (``b = 0``). ``0`` makes the module the identity.
@@ -87,7 +94,6 @@ class ShakeDrop(nn.Module):
                  drop_prob: float,
                  alpha_range: Tuple[float, float] = (-1.0, 1.0),
                  beta_range: Tuple[float, float] = (0.0, 1.0)) -> None:
-        super().__init__()
         if not 0 <= drop_prob <= 1:
             raise ValueError('ShakeDrop: drop_prob must be in [0, 1] (e.g. '
                              f'shakedrop_prob=0.5), got {drop_prob}.')
@@ -96,7 +102,7 @@ class ShakeDrop(nn.Module):
             if not low <= high:
                 raise ValueError(f'ShakeDrop: {name} must be (low, high) '
                                  f'with low <= high, got {(low, high)}.')
-        self.drop_prob = float(drop_prob)
+        super().__init__(float(drop_prob))
         self.alpha_range = tuple(float(v) for v in alpha_range)
         self.beta_range = tuple(float(v) for v in beta_range)
 
