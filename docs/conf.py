@@ -28,6 +28,8 @@ extensions = [
 source_suffix = {'.md': 'markdown', '.rst': 'restructuredtext'}
 exclude_patterns = ['_build']
 html_theme = 'furo'
+# Quotes stay as typed: option values such as 'last' are code, not prose.
+smartquotes = False
 html_title = f'mmsaol {release}'
 
 # MyST: headings get anchors down to level 3, so pages link to sections as
@@ -39,6 +41,8 @@ myst_enable_extensions = ['colon_fence', 'deflist']
 # The API reference: Google-style ``Args:`` as mmpretrain writes them.
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+# 'Attributes:' as fields: autodoc documents NamedTuple fields itself.
+napoleon_use_ivar = True
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'none'
 autodoc_default_options = {'show-inheritance': False}

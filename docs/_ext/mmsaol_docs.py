@@ -8,6 +8,9 @@ Sphinx reads the page, by Markdown made from the package itself:
 - ``study-tables NAME``: the tables of ``results/NAME/results.json`` as
   ``mmsaol study NAME --table`` prints them
   (:func:`mmsaol.apis.study.markdown_tables`);
+- ``other-studies``: the tables of every study with records that the page
+  does not place with its own ``study-tables`` line (a new study shows up
+  before its page text is written);
 - ``tools``: one section per ``mmsaol`` tool of
   :data:`mmsaol.apis.entry.TOOLS`: its summary, the autodoc of its
   ``main`` and the ``--help`` its ``build_parser()`` prints.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import glob
 import importlib
 import os
 import os.path as osp
@@ -58,6 +62,20 @@ def study_tables(name: str) -> str:
         raise ExtensionError(f'study-tables {name}: {path} does not exist; '
                              'run the study or fix the name.')
     return study.markdown_tables(study.read_results(path))
+
+
+def other_studies(placed: List[str]) -> str:
+    """A section per study with records that is not in ``placed``."""
+    from mmsaol.apis import study
+    parts = []
+    for path in sorted(glob.glob(osp.join(REPO, 'results', '*',
+                                          'results.json'))):
+        data = study.read_results(path)
+        if data['study'] in placed:
+            continue
+        parts.append(f'### {data["study"]}\n\n{data.get("description", "")}'
+                     f'\n\n{study.markdown_tables(data)}')
+    return '\n'.join(parts) if parts else 'None yet.'
 
 
 def parser_help(parser: argparse.ArgumentParser, prog: str) -> str:
@@ -106,8 +124,13 @@ GENERATORS: Dict[str, Callable[[str], str]] = {
 
 def expand(text: str, where: str) -> str:
     """``text`` with every ``generated`` marker replaced by its Markdown."""
+    placed = [m.group(2) for m in MARKER.finditer(text)
+              if m.group(1) == 'study-tables']
+
     def replace(match: re.Match) -> str:
         what, arg = match.group(1), match.group(2) or ''
+        if what == 'other-studies':
+            return other_studies(placed)
         if what not in GENERATORS:
             raise ExtensionError(
                 f'{where}: unknown generated block {what!r}; known: '

@@ -1,0 +1,227 @@
+"""The documentation: the site builds with warnings as errors, a broken
+link or a reference to a name that does not exist fails the build, the
+generated pages hold the package's own data, and README.md's summary of the
+results is what the committed records give.
+
+The build tests need the ``docs`` requirements (in the ``tests`` extra) and
+are skipped without them.
+"""
+from __future__ import annotations
+
+import glob
+import html
+import inspect
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+from typing import Dict, List
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DOCS = osp.join(REPO, 'docs')
+#: The flags of the documented build command (docs/index.md, README.md).
+SPHINX_FLAGS = ('-W', '-b', 'html')
+README_MAX_LINES = 250
+
+
+def sphinx_build(src: str, out: str, *flags: str
+                 ) -> subprocess.CompletedProcess:
+    for package in ('sphinx', 'myst_parser', 'furo'):
+        pytest.importorskip(package)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    return subprocess.run(
+        [sys.executable, '-m', 'sphinx', *flags, '-q', '-d',
+         osp.join(out, '.doctrees'), src, out],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory) -> str:
+    """The site built as documented (``sphinx-build -W -b html``)."""
+    out = str(tmp_path_factory.mktemp('html'))
+    result = sphinx_build(DOCS, out, *SPHINX_FLAGS)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+def page_text(site: str, name: str) -> str:
+    with open(osp.join(site, f'{name}.html')) as f:
+        return html.unescape(re.sub(r'<[^>]+>', '', f.read()))
+
+
+def test_site_builds_with_warnings_as_errors(site: str) -> None:
+    pages = sorted(osp.splitext(osp.basename(p))[0]
+                   for p in glob.glob(osp.join(DOCS, '*.md')))
+    for name in pages:
+        assert osp.isfile(osp.join(site, f'{name}.html')), name
+
+
+def test_troubleshooting_page_is_the_code_s_table(site: str) -> None:
+    """Generated from mmsaol.troubleshooting: no copy in docs/."""
+    from mmsaol.troubleshooting import PROBLEMS
+    with open(osp.join(DOCS, 'troubleshooting.md')) as f:
+        source = f.read()
+    assert '<!-- generated: troubleshooting -->' in source
+    assert '| Message |' not in source
+    text = page_text(site, 'troubleshooting')
+    for row in PROBLEMS:
+        for message in row.messages:
+            assert message in text, row.key
+
+
+def test_study_tables_are_the_records(site: str) -> None:
+    """Every study with committed records has its tables on the results
+    page (placed, or under "Other studies"), generated from
+    results/<study>/results.json when the site is built: every cell that
+    ``mmsaol study NAME --table`` prints is on the page."""
+    from mmsaol.apis import study
+    text = page_text(site, 'results')
+    paths = sorted(glob.glob(osp.join(REPO, 'results', '*', 'results.json')))
+    assert paths
+    for path in paths:
+        data = study.read_results(path)
+        for line in study.markdown_tables(data).splitlines():
+            cells = [c.strip() for c in line.strip('|').split('|')]
+            if cells[0] and not cells[0].startswith('---'):
+                for cell in cells:
+                    assert cell in text, (data['study'], cell)
+
+
+def test_api_reference_and_tools(site: str) -> None:
+    from mmsaol.apis.entry import TOOLS
+    text = page_text(site, 'api')
+    for name in ('SAOLHead', 'SAOLClassifier', 'GeometryCutMix',
+                 'SpatialLogitsLoss', 'AttentionLoss', 'SelfDistillLoss',
+                 'WSOLMetric', 'AtomicCheckpointHook', 'SafeResumeHook',
+                 'NonFiniteLossHook', 'CheckpointMatchHook', 'SAOLMapsHook'):
+        assert 'class mmsaol.' in text and name in text, name
+    for tool in TOOLS:
+        assert f'mmsaol {tool.name}' in text, tool.name
+
+
+def test_broken_links_and_missing_names_fail(tmp_path) -> None:
+    """A small site with the docs' configuration: a link to a missing page
+    or section and a reference to an mmsaol name that does not exist each
+    give a warning (with -W: an error); a reference to a name that exists
+    but is not documented does not."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    shutil.copy(osp.join(DOCS, 'conf.py'), src)
+    shutil.copytree(osp.join(DOCS, '_ext'), src / '_ext')
+    (src / 'conf.py').write_text((src / 'conf.py').read_text().replace(
+        "os.path.dirname(HERE)", repr(REPO)))
+    pages: Dict[str, str] = {
+        'index': '# t\n\n```{toctree}\nlink\nanchor\nname\nfine\n```\n',
+        'link': '# Link\n\nSee [a page](missing_page.md).\n',
+        'anchor': '# Anchor\n\nSee [a section](fine.md#no-such-section).\n',
+        'name': '# Name\n\n```{eval-rst}\n:class:`mmsaol.models.NoSuchHead`'
+                '\n```\n',
+        'fine': '# Fine\n\n## Here\n\n[Here](#here), [Name](name.md)\n\n'
+                '```{eval-rst}\n:func:`mmsaol.models.box_to_cell_coverage`, '
+                ':class:`torch.Tensor`\n```\n',
+    }
+    for name, text in pages.items():
+        (src / f'{name}.md').write_text(text)
+    result = sphinx_build(str(src), str(tmp_path / 'out'), '-b', 'html')
+    assert result.returncode == 0, result.stderr[-4000:]
+    warned = {name for name in pages
+              if re.search(rf'{name}\.md:\d+: WARNING', result.stderr)}
+    assert warned == {'link', 'anchor', 'name'}, result.stderr[-4000:]
+    assert 'NoSuchHead' in result.stderr
+
+
+def test_every_saolhead_option_is_documented() -> None:
+    from mmsaol.models import SAOLHead
+    with open(osp.join(DOCS, 'configs.md')) as f:
+        text = f.read()
+    table = text[text.index('## Options and why the defaults'):]
+    names = [n for n in inspect.signature(SAOLHead.__init__).parameters
+             if n != 'self']
+    missing = [n for n in names if not re.search(rf'`(head\.)?{n}`', table)]
+    assert not missing, f'docs/configs.md does not document {missing}'
+
+
+def readme_table(readme: str, header: str) -> List[List[str]]:
+    """The rows of the README table whose header line starts with
+    ``header``, as lists of cells."""
+    lines = readme.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        rows.append([c.strip() for c in line.strip('|').split('|')])
+    return rows
+
+
+def study_cell(data: dict, variant: str, output: str, column: str) -> str:
+    """One cell of a study's generated tables: the row of ``variant`` with
+    ``output`` (or map) in the table that has ``column``."""
+    from mmsaol.apis import study
+    for table in study.markdown_tables(data).split('\n\n'):
+        lines = table.strip().splitlines()
+        header = [c.strip() for c in lines[0].strip('|').split('|')]
+        if column not in header:
+            continue
+        for line in lines[2:]:
+            cells = [c.strip() for c in line.strip('|').split('|')]
+            if cells[0] == variant and cells[1] == output:
+                return cells[header.index(column)]
+    raise AssertionError(f'{data["study"]}: no {column!r} for {variant!r} '
+                         f'({output!r})')
+
+
+#: README summary: row label -> study, column, and per column the variant
+#: and output (or map) of that study's generated tables.
+SUMMARY = {
+    'Demo, top-1 (%)': ('demo', 'top-1 (%)', [
+        ('GAP-FC + CutMix', ''), ('SAOL + CutMix', ''),
+        ('SAOL + CutMix + self-sup. (self-annotated, S) + distillation',
+         'SAOL'),
+        ('SAOL + CutMix + self-sup. (self-annotated, S) + distillation',
+         'GAP-FC branch')]),
+    'Demo, MaxBoxAcc (%)': ('demo', 'MaxBoxAcc (%)', [
+        ('GAP-FC + CutMix', 'CAM'), ('SAOL + CutMix', 'SAOL attention A'),
+        ('SAOL + CutMix + self-sup. (self-annotated, S) + distillation',
+         'SAOL attention A'), None]),
+    'Fashion-MNIST, top-1 (%)': ('fashion-mnist', 'top-1 (%)', [
+        ('GAP-FC + CutMix', ''), ('SAOL', ''),
+        ('SAOL + S + distillation', 'SAOL'),
+        ('SAOL + S + distillation', 'GAP-FC branch')]),
+}
+
+
+def test_readme_summary_is_the_records() -> None:
+    """The README's one-table summary of the results is what the committed
+    records give (the moved README-vs-records check)."""
+    from mmsaol.apis import study
+    with open(osp.join(REPO, 'README.md')) as f:
+        rows = readme_table(f.read(), '| | GAP-FC + CutMix |')
+    assert [row[0] for row in rows] == list(SUMMARY)
+    for row in rows:
+        name, column, sources = SUMMARY[row[0]]
+        data = study.read_results(osp.join(REPO, 'results', name,
+                                           'results.json'))
+        expected = ['—' if source is None else study_cell(
+            data, *source, column) for source in sources]
+        assert row[1:] == expected, row[0]
+
+
+def test_readme_is_short() -> None:
+    with open(osp.join(REPO, 'README.md')) as f:
+        assert len(f.read().splitlines()) <= README_MAX_LINES
+
+
+def test_docs_extra_is_in_the_tests_extra() -> None:
+    """CI installs the tests extra; it must bring what the build needs."""
+    if sys.version_info < (3, 11):
+        pytest.skip('tomllib needs Python 3.11')
+    import tomllib
+    with open(osp.join(REPO, 'pyproject.toml'), 'rb') as f:
+        extras = tomllib.load(f)['project']['optional-dependencies']
+    assert set(extras['docs']) <= set(extras['tests'])

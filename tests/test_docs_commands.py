@@ -1,0 +1,157 @@
+"""Every command shown in README.md and docs/get_started.md is checked.
+
+The shell blocks of both pages are split into commands, and each command
+must be one this test knows how to check, so a command added to either page
+without a check fails here:
+
+- the two quick-start commands: command 2 is what ``.ci/run`` runs (the
+  line must be there verbatim); command 1's install is checked against the
+  package metadata, and its training runs in CI through
+  ``tests/tools`` (the demo config is built here with the same flags);
+- ``pip install -e ".[EXTRA]"``: the extra exists in pyproject.toml;
+- ``sphinx-build ...``: the build ``tests/test_docs.py`` runs, same flags;
+- ``mmsaol TOOL ...`` and ``python tools/SCRIPT.py ...``: the tool's own
+  parser (``build_parser()`` of ``mmsaol/apis/<tool>.py``, and mmpretrain's
+  parser for ``train``/``test``) accepts the flags, and the config the
+  command names builds with mmengine's ``Config``; commands that need a
+  trained checkpoint, data or a GPU are not run;
+- ``mmsaol study NAME --table``: run, it prints the study's tables from its
+  committed records;
+- ``bash tools/SCRIPT.sh CONFIG ...``: the script exists and the config
+  builds.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import os.path as osp
+import re
+import shlex
+import sys
+from contextlib import redirect_stdout
+from typing import List, Tuple
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PAGES = ('README.md', osp.join('docs', 'get_started.md'))
+FENCE = re.compile(r'^```(?:bash|shell|sh|console)\n(.*?)^```$',
+                   flags=re.M | re.S)
+COMMAND_1 = 'pip install -e . && python tools/train.py configs/saol_demo.py'
+COMMAND_2 = 'pip install -e ".[tests]" && python -m pytest -q tests'
+
+
+def shell_lines(text: str) -> List[str]:
+    """The command lines of a page's shell blocks: continuation lines
+    joined, comments and blank lines dropped."""
+    lines: List[str] = []
+    for block in FENCE.findall(text):
+        block = re.sub(r'\\\n\s*', ' ', block)
+        for line in block.splitlines():
+            line = line.split(' #', 1)[0].strip()
+            if line and not line.startswith('#'):
+                lines.append(line)
+    return lines
+
+
+def page_commands() -> List[Tuple[str, str]]:
+    """(page, command) for every command of the pages, ``&&`` split."""
+    found = []
+    for page in PAGES:
+        with open(osp.join(REPO, page)) as f:
+            for line in shell_lines(f.read()):
+                for command in line.split('&&'):
+                    found.append((page, command.strip()))
+    return found
+
+
+COMMANDS = page_commands()
+
+
+def test_pages_show_the_two_commands_unchanged() -> None:
+    for page in PAGES:
+        with open(osp.join(REPO, page)) as f:
+            lines = shell_lines(f.read())
+        assert COMMAND_1 in lines and COMMAND_2 in lines, page
+    with open(osp.join(REPO, '.ci', 'run')) as f:
+        assert COMMAND_2 in f.read().splitlines()
+
+
+def tool_for(argv: List[str]):
+    """The ``mmsaol`` tool a command line runs, and its arguments."""
+    from mmsaol.apis.entry import TOOLS, TOOLS_BY_NAME
+    if argv[0] == 'mmsaol':
+        return TOOLS_BY_NAME[argv[1]], argv[2:]
+    if argv[:2] == ['python', '-m'] and argv[2] == 'mmsaol':
+        return TOOLS_BY_NAME[argv[3]], argv[4:]
+    script = osp.splitext(osp.basename(argv[1]))[0]
+    (tool, ) = [t for t in TOOLS if t.module == f'mmsaol.apis.{script}']
+    return tool, argv[2:]
+
+
+def check_config(path: str) -> None:
+    """The config file loads with mmengine and names a model."""
+    from mmengine.config import Config
+
+    import mmsaol  # noqa: F401  (mmsaol:: bases)
+    from mmsaol.compat.config import resolve_config
+    cfg = Config.fromfile(resolve_config(path))
+    assert 'model' in cfg, path
+
+
+def check_tool(argv: List[str]) -> None:
+    tool, args = tool_for(argv)
+    module = importlib.import_module(tool.module)
+    if tool.name in ('train', 'test'):
+        # mmsaol's flags, then mmpretrain's own parser and merge_args
+        from mmsaol.apis import cli
+        _, _, cfg = cli.mmpretrain_setup(tool.name, module.build_parser(),
+                                         args)
+        assert 'model' in cfg
+        return
+    parsed = module.build_parser().parse_args(args)
+    if tool.name == 'study' and parsed.table:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            module.main(args)
+        from mmsaol.apis import study
+        data = study.read_results(osp.join(REPO, 'results', parsed.study,
+                                           'results.json'))
+        assert study.markdown_tables(data).strip() in out.getvalue()
+        return
+    config = getattr(parsed, 'config', None)
+    if config and config.endswith('.py'):
+        check_config(config)
+
+
+@pytest.mark.parametrize('page,command', COMMANDS,
+                         ids=[c for _, c in COMMANDS])
+def test_command(page: str, command: str, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    argv = shlex.split(command)
+    if argv[:3] == ['pip', 'install', '-e']:
+        extra = re.fullmatch(r'\.(?:\[(\w+)\])?', argv[3])
+        assert extra, command
+        if extra.group(1):
+            if sys.version_info < (3, 11):
+                pytest.skip('tomllib needs Python 3.11')
+            import tomllib
+            with open(osp.join(REPO, 'pyproject.toml'), 'rb') as f:
+                extras = tomllib.load(f)['project']['optional-dependencies']
+            assert extra.group(1) in extras, command
+    elif argv[:3] == ['python', '-m', 'pytest']:
+        with open(osp.join(REPO, '.ci', 'run')) as f:
+            assert command in f.read(), 'CI runs the test command'
+    elif argv[0] == 'sphinx-build':
+        from test_docs import SPHINX_FLAGS
+        assert argv[1:-2] == list(SPHINX_FLAGS), command
+        assert argv[-2:] == ['docs', 'docs/_build/html']
+    elif argv[0] == 'bash':
+        assert osp.isfile(argv[1]), command
+        check_config(argv[2])
+    elif argv[0] == 'mmsaol' or (argv[0] == 'python' and (
+            argv[1].startswith('tools/') or argv[1:3] == ['-m', 'mmsaol'])):
+        check_tool(argv)
+    else:
+        pytest.fail(f'{page} shows `{command}`, which no check covers: add '
+                    'one to tests/test_docs_commands.py.')
