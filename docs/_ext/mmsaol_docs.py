@@ -33,6 +33,7 @@ import argparse
 import builtins
 import glob
 import importlib
+import inspect
 import os
 import os.path as osp
 import re
@@ -201,7 +202,19 @@ def missing_reference(app: Sphinx, env: Any, node: nodes.Element,
     return None
 
 
+def skip_module_data(app: Sphinx, what: str, name: str, obj: Any,
+                     skip: bool, options: Any) -> Optional[bool]:
+    """``automodule`` documents a module's classes and functions, not its
+    constants (napoleon would read a ``#:`` comment's first words as a
+    type)."""
+    if what == 'module' and not (inspect.isclass(obj)
+                                 or inspect.isroutine(obj)):
+        return True
+    return None
+
+
 def setup(app: Sphinx) -> dict:
     app.connect('source-read', source_read)
+    app.connect('autodoc-skip-member', skip_module_data)
     app.connect('missing-reference', missing_reference)
     return {'parallel_read_safe': True, 'parallel_write_safe': True}
