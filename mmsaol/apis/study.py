@@ -165,10 +165,15 @@ class Tune:
     def __post_init__(self) -> None:
         self.label = self.label or self.option.rsplit('.', 1)[-1]
 
-    def run(self, variant: Variant, value) -> Variant:
-        """The run of ``variant`` at one grid value (its own records)."""
+    def run(self, variant: Variant, value, maps: bool = False) -> Variant:
+        """The run of ``variant`` at one grid value (its own records): a
+        grid run scores no maps; with ``maps``, the variant's maps (the
+        study's runs at the chosen value; the grid run at that value gets
+        them added, its training resumed from its work dir when it is
+        there)."""
         return replace(variant, name=f'{variant.name} @ {self.label}={value}',
-                       options=[*variant.options, f'{self.option}={value}'])
+                       options=[*variant.options, f'{self.option}={value}'],
+                       maps=variant.maps if maps else ())
 
 
 SAOL_OFF = ['model.head.self_supervision=None', 'model.head.distillation=None']
@@ -330,7 +335,7 @@ def run_plan(study: Study, results_dir: str, extra: Sequence[str] = (),
             for variant in study.variants:
                 value = chosen_value(study, variant, results_dir, extra)
                 if value is not None:
-                    plan.append((tune.run(variant, value), seed))
+                    plan.append((tune.run(variant, value, maps=True), seed))
     return plan
 
 
@@ -560,6 +565,10 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
                         f'{osp.join(work_dir, "study.log")}', flush=True)
                 continue
             wall = time.time() - began
+            path = record_path(results_dir, current, variant, seed)
+            earlier = load_record(path, replace(variant, maps=()), extra)
+            if earlier is not None:  # a grid run, now with its maps
+                wall += earlier.get('wall_s', 0.0)
             record = dict(study=current.name, variant=variant.name,
                           seed=seed, config=variant.config,
                           options=list(variant.options),
@@ -667,7 +676,7 @@ def collect(study: Study, results_dir: str, extra: Sequence[str] = ()
             value = chosen_value(study, variant, results_dir, extra)
             if value is None:
                 continue
-            run = study.tune.run(variant, value)
+            run = study.tune.run(variant, value, maps=True)
         pattern = osp.join(results_dir, run.study or study.name,
                            slug(run.name),
                            'seed*.json')

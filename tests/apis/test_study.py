@@ -146,6 +146,10 @@ def test_tuned_study_chooses_on_validation(tmp_path):
         ('B @ lr=0.1', 0)]
     assert plan[1][0].options == ['optim_wrapper.optimizer.lr=0.1']
     assert plan[3][0].options == ['x=1', 'optim_wrapper.optimizer.lr=0.1']
+    # Grid runs score no maps; the study's runs at the chosen value do.
+    mapped = st.Variant('M', 'm.py', maps=('cam', ))
+    assert tune.run(mapped, 0.1).maps == ()
+    assert tune.run(mapped, 0.1, maps=True).maps == ('cam', )
     # A: 0.1 wins on validation although 0.05 is better on test.
     _record(results, study, tune.run(a, 0.05), 0, 80.0, 90.0, 95.0)
     _record(results, study, tune.run(a, 0.1), 0, 85.0, 70.0, 99.0)
