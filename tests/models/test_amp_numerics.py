@@ -9,8 +9,10 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import AmpOptimWrapper
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import DATASETS, MODELS
 
+from mmsaol.apis.export_gapfc import gapfc_state_dict, stock_model_config
 from mmsaol.compat.amp import CPUAmpOptimWrapper
 
 DEMO = 'configs/saol_demo.py'
@@ -152,3 +154,68 @@ def test_short_mixed_precision_run_stays_finite(device, dtype):
             assert torch.isfinite(value), (step, name)
     for name, param in model.named_parameters():
         assert torch.isfinite(param).all(), name
+
+
+# ---------------------------------------------- same predictions, faster paths
+#: Largest difference of output probabilities to float32 allowed for
+#: channels-last float32: the same maths with other kernels (summation
+#: order), float32 rounding of order 1e-7 per operation.
+CHANNELS_LAST_TOL = 1e-5
+#: bfloat16 keeps 8 mantissa bits (relative rounding 2^-9 = 0.002 per
+#: operation); measured 3.7e-3 (SAOL) and 2.2e-3 (exported GAP-FC).
+BF16_TOL = 1e-2
+
+
+def _gapfc_export(model) -> torch.nn.Module:
+    """The stock GAP-FC model that ``tools/export_gapfc.py`` writes for
+    ``model`` (a SAOL demo model with its distilled branch)."""
+    stock = stock_model_config(Config.fromfile(DEMO))
+    state, _ = gapfc_state_dict(model.state_dict(), stock)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        exported = MODELS.build(copy.deepcopy(stock))
+    exported.load_state_dict(state, strict=True)
+    return exported
+
+
+def _same_predictions(reference: torch.Tensor, probs: torch.Tensor,
+                      tol: float) -> int:
+    """Probabilities within ``tol`` of float32's, and the same top-1 class
+    wherever float32's top two are more than ``2 * tol`` apart (closer
+    ones may swap within the tolerance). Returns how many images had
+    their class compared."""
+    assert (probs.float() - reference).abs().max() <= tol
+    top2 = reference.topk(2, dim=1).values
+    clear = top2[:, 0] - top2[:, 1] > 2 * tol
+    assert torch.equal(probs.argmax(dim=1)[clear],
+                       reference.argmax(dim=1)[clear])
+    return int(clear.sum())
+
+
+@pytest.mark.parametrize('which', ['saol', 'exported-gapfc'])
+def test_bf16_and_channels_last_give_the_same_predictions(which):
+    """SAOL, and the GAP-FC model exported from it, predict the same under
+    CPU bfloat16 autocast and with channels-last inputs and weights as in
+    float32 (tolerances above)."""
+    model = _demo_model('cpu')
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.gapfc.weight, std=0.5)
+    # The exported model normalises alike (same data preprocessor).
+    inputs = model.data_preprocessor(_batch(16), False)['inputs']
+    if which == 'exported-gapfc':
+        model = _gapfc_export(model)
+    model.eval()
+    with torch.no_grad():
+        reference = model(inputs).softmax(dim=1)
+        assert reference.max() > 0.25  # far from uniform (0.1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            bf16 = model(inputs).softmax(dim=1)
+        model.to(memory_format=torch.channels_last)
+        last = inputs.contiguous(memory_format=torch.channels_last)
+        channels_last = model(last).softmax(dim=1)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            both = model(last).softmax(dim=1)
+    compared = [_same_predictions(reference, channels_last,
+                                  CHANNELS_LAST_TOL),
+                _same_predictions(reference, bf16, BF16_TOL),
+                _same_predictions(reference, both, BF16_TOL)]
+    assert min(compared) >= 8  # most of the 16 images had a clear class
