@@ -1,11 +1,18 @@
-"""Argument checks that fail with a sentence naming the config field.
+"""Argument checks that fail with a sentence naming the config field, and
+the error of a missing optional dependency.
 
 The bottom of the package (no mmsaol imports): components in every part
-use them, so an invalid choice reads the same everywhere.
+use them, so an invalid choice reads the same everywhere, and the tools'
+error wrapper knows :class:`MissingDeployDependency` without importing the
+deploy part.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+
+class MissingDeployDependency(ImportError):
+    """An optional package of the deploy extra is not installed."""
 
 
 def check_choice(value: Any, choices: Iterable[Any], field: str) -> None:

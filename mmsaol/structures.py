@@ -4,15 +4,13 @@ A training step passes data along mmpretrain's usual path, and SAOL adds
 to it only what is defined here::
 
     GeometryCutMix --MixGeometry--> SAOLDataPreprocessor
-        --DataSample metainfo MIX_GEOMETRY--> SAOLClassifier
+        --forward(..., mix=MixGeometry)--> SAOLClassifier
         --MixContext--> SAOLHead.loss
 
 - :class:`MixGeometry`: what one CutMix call did to a batch (boxes,
-  partners, the batch before pasting), one object for the whole batch.
-- ``MIX_GEOMETRY``: the metainfo key under which every
-  :class:`DataSample` of a batch mixed by ``GeometryCutMix`` refers to that
-  one object (read it with :func:`mix_geometry`; a batch that was not mixed
-  by it has none).
+  partners, the batch before pasting), one object for the whole batch. The
+  preprocessor returns it as the extra key ``'mix'`` of its output, which
+  mmengine's ``train_step`` hands to ``forward`` as a keyword argument.
 - :class:`SAOLOutputs`: the maps SAOL computes for a batch.
 - :class:`MixContext`: the one argument :class:`SAOLClassifier` adds to
   ``SAOLHead.loss``: the geometry and SAOL's maps of the un-mixed batch.
@@ -25,14 +23,11 @@ pictures and the ONNX runtime): ``ATTENTION_MAP`` ``(h, w)`` (SAOL only),
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-#: Metainfo key of every DataSample of a batch mixed by GeometryCutMix: the
-#: batch's :class:`MixGeometry` (the same object in every sample).
-MIX_GEOMETRY = 'saol_mix_geometry'
 #: Prediction fields (see :func:`attach_maps`).
 ATTENTION_MAP = 'attention_map'
 CLASS_MAPS = 'class_maps'
@@ -98,52 +93,6 @@ class MixContext:
 
     geometry: Optional[MixGeometry] = None
     unmixed: Optional[SAOLOutputs] = None
-
-
-def attach_mix_geometry(samples: Sequence[DataSample],
-                        geometry: MixGeometry) -> None:
-    """Record a batch's geometry in every sample: one shared object (not
-    ``set_metainfo``, which would deep-copy the batch into every sample).
-
-    Args:
-        samples (Sequence[DataSample]): the batch's samples, changed in
-            place.
-        geometry (MixGeometry): what CutMix did to the batch.
-    """
-    for sample in samples:
-        sample.set_field(geometry, MIX_GEOMETRY, field_type='metainfo')
-
-
-def mix_geometry(samples: Sequence[DataSample]) -> Optional[MixGeometry]:
-    """The :class:`MixGeometry` of a batch, or None when it was not mixed by
-    ``GeometryCutMix``.
-
-    Args:
-        samples (Sequence[DataSample]): the batch's samples, as the data
-            preprocessor returned them.
-
-    Returns:
-        MixGeometry, optional: the one geometry every sample refers to.
-
-    Raises:
-        ValueError: when the samples do not all refer to the same geometry
-            of a batch of their size (samples regrouped after mixing).
-    """
-    if not samples:
-        return None
-    geometry = samples[0].metainfo.get(MIX_GEOMETRY)
-    if geometry is None:
-        return None
-    if geometry.batch_size != len(samples) or any(
-            s.metainfo.get(MIX_GEOMETRY) is not geometry for s in samples):
-        raise ValueError(
-            'The data samples of this batch do not share the CutMix geometry '
-            'of one batch of their size: a step between the data '
-            'preprocessor and the model regrouped or copied them (a '
-            'DataSample .to(), .clone() or .new() copies its metainfo). '
-            'Pass the batch from SAOLDataPreprocessor to the model '
-            'unchanged.')
-    return geometry
 
 
 def attach_maps(samples: List[DataSample], class_maps: Tensor,

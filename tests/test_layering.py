@@ -4,6 +4,8 @@ imports) the tools' logic."""
 import ast
 import glob
 import os.path as osp
+import subprocess
+import sys
 from typing import Dict, Set
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -91,3 +93,14 @@ def test_the_parser_sees_relative_imports():
     assert 'compat' in imported_parts(path) or \
         'compat' in imported_parts(osp.join(PACKAGE, 'engine',
                                             '__init__.py'))
+
+
+def test_train_tool_loads_nothing_of_deploy():
+    """``mmsaol train`` (and the error wrapper every tool shares) loads no
+    module of ``mmsaol.deploy``: the deploy extra's error lives in
+    ``mmsaol.checks``."""
+    code = ('import sys, mmsaol.apis.train; print(sorted(m for m in '
+            "sys.modules if m.startswith('mmsaol.deploy')))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == '[]'

@@ -20,10 +20,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmsaol  # noqa: F401  (registers components, safe checkpoint loader)
+from mmsaol.checks import MissingDeployDependency
 from mmsaol.compat import CorruptCheckpointError, UnsafeCheckpointError
 from mmsaol.compat.config import resolve_config
 from mmsaol.compat.runtime import adapt_to_host
-from mmsaol.deploy.export import MissingDeployDependency
 from mmsaol.engine import NonFiniteLossError, WorkDirError
 
 #: Errors that mean "change your config, command or file" (or "install the

@@ -32,6 +32,7 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.apis import get_model
 from torch import nn
 
+from ..checks import MissingDeployDependency
 from ..compat.config import build_split, load_config
 from ..model_configs import maps_config
 from ..version import __version__
@@ -63,10 +64,6 @@ METADATA_KEYS = (
     'test_pipeline',  # the config's test pipeline without image loading
     'config',  # file name of the exported config
 )
-
-
-class MissingDeployDependency(ImportError):
-    """An optional package of the deploy extra is not installed."""
 
 
 def require_deploy(name: str):

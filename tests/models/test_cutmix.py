@@ -1,5 +1,5 @@
 """GeometryCutMix and SAOLDataPreprocessor: the recorded geometry is what
-was pasted, and it reaches every DataSample."""
+was pasted, and the preprocessor hands it to the model's forward."""
 import numpy as np
 import pytest
 import torch
@@ -9,7 +9,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmsaol.models.batch_augments import GeometryCutMix
-from mmsaol.structures import MIX_GEOMETRY, mix_geometry
 
 
 def distinct_batch(n=6, size=(12, 16)):
@@ -66,10 +65,12 @@ def test_bad_alpha(alpha):
         GeometryCutMix(alpha=alpha)
 
 
-def build_preprocessor(augments, probs=None):
-    return MODELS.build(dict(
+def build_preprocessor(augments, probs=None, hands_mix=True):
+    pre = MODELS.build(dict(
         type='SAOLDataPreprocessor', num_classes=6,
         batch_augments=dict(augments=augments, probs=probs)))
+    pre.hands_mix = hands_mix  # as SAOLClassifier sets it
+    return pre
 
 
 def preprocess(pre, training=True):
@@ -78,35 +79,55 @@ def preprocess(pre, training=True):
     return pre(data, training)
 
 
-def test_preprocessor_attaches_geometry():
+def test_preprocessor_hands_the_geometry_to_forward():
     pre = build_preprocessor(dict(type='GeometryCutMix', alpha=1.0))
     out = preprocess(pre)
-    samples = out['data_samples']
-    geometry = mix_geometry(samples)
+    geometry = out['mix']
     assert geometry.boxes.shape == (6, 4)
     assert geometry.image_size == (8, 8)
     assert sorted(geometry.partner.tolist()) == list(range(6))
-    # One object for the batch, and the batch before pasting in it.
-    assert all(s.metainfo[MIX_GEOMETRY] is geometry for s in samples)
+    # The batch before pasting, and the samples untouched.
     torch.testing.assert_close(
         geometry.unmixed[:, 0, 0, 0], torch.arange(6.))
+    samples = out['data_samples']
     assert [int(s.gt_label) for s in samples] == list(range(6))
-    assert mix_geometry(preprocess(pre, training=False)['data_samples']) \
-        is None
-    with pytest.raises(ValueError, match='regrouped or copied'):
-        mix_geometry(samples[:3])
+    assert all('mix' not in s.metainfo_keys() for s in samples)
+    assert 'mix' not in preprocess(pre, training=False)
+    # For a stock ImageClassifier (its forward takes no `mix`): no key.
+    pre.hands_mix = False
+    assert set(preprocess(pre)) == {'inputs', 'data_samples'}
+
+
+def test_stock_classifier_trains_with_the_geometry_preprocessor():
+    """ImageClassifier + SAOLDataPreprocessor + GeometryCutMix: a stock
+    model trains as with mmpretrain's CutMix."""
+    from mmengine.optim import OptimWrapper
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                      base_channels=8, out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=6, in_channels=64,
+                  loss=dict(type='CrossEntropyLoss', use_soft=True)),
+        data_preprocessor=dict(type='SAOLDataPreprocessor', num_classes=6),
+        train_cfg=dict(augments=dict(type='GeometryCutMix', alpha=1.0))))
+    data = dict(inputs=[torch.rand(3, 16, 16) * 255 for _ in range(4)],
+                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    log_vars = model.train_step(data, OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1)))
+    assert set(log_vars) == {'loss'} and torch.isfinite(log_vars['loss'])
 
 
 def test_mixup_or_identity_batches_carry_no_geometry():
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0),
                               dict(type='Mixup', alpha=1.0)], probs=[0., 1.])
-    assert mix_geometry(preprocess(pre)['data_samples']) is None
+    assert 'mix' not in preprocess(pre)
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0)],
                              probs=[0.])
-    assert mix_geometry(preprocess(pre)['data_samples']) is None
+    assert 'mix' not in preprocess(pre)
     # A CutMix batch followed by an identity batch: no stale box.
     pre = build_preprocessor([dict(type='GeometryCutMix', alpha=1.0)],
                              probs=[1.])
-    assert mix_geometry(preprocess(pre)['data_samples']) is not None
+    assert 'mix' in preprocess(pre)
     pre.batch_augments.probs = [0., 1.]
-    assert mix_geometry(preprocess(pre)['data_samples']) is None
+    assert 'mix' not in preprocess(pre)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmsaol.models.batch_augments import box_to_cell_coverage, paste_maps
-from mmsaol.models.batch_augments.geometry import cell_stride
+from mmsaol.models.losses import box_to_cell_coverage, paste_maps
+from mmsaol.models.losses.geometry import cell_stride
 
 
 def brute_force(box, image_size, grid_size, strides):

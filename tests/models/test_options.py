@@ -35,7 +35,8 @@ def test_every_component_names_unknown_options(cfg, key, close):
 
 def test_valid_options_still_build():
     head = MODELS.build(dict(HEAD, self_supervision=dict(target='label')))
-    assert head.self_supervision is not None
+    assert head.self_supervision_target == 'label'
+    assert head.needs_mix_geometry and not head.needs_unmixed_batch
     # Options inherited through **kwargs (ImageClassifier's) are accepted.
     model = MODELS.build(dict(
         type='SAOLClassifier', backbone=dict(type='ResNet_CIFAR', depth=18),

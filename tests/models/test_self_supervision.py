@@ -10,7 +10,7 @@ from mmsaol.models import (
     SpatialLogitsLoss,
     frozen_norm_statistics,
 )
-from mmsaol.structures import MixContext, MixGeometry, mix_geometry
+from mmsaol.structures import MixContext, MixGeometry
 
 IN_CHANNELS = (8, 16)
 
@@ -186,6 +186,7 @@ def test_plain_image_classifier_with_self_mode_explains():
                 data_samples=[DataSample().set_gt_label(i % 3)
                               for i in range(4)])
     batch = model.data_preprocessor(data, True)
+    assert 'mix' not in batch  # a stock forward takes no `mix`
     with pytest.raises(ValueError, match="needs model.type='SAOLClassifier'"):
         model(**batch, mode='loss')
 
@@ -213,11 +214,27 @@ def test_training_step_with_self_supervision():
     losses = model(**batch, mode='loss')
     assert set(losses) == {'loss_cls', 'loss_spatial', 'loss_attention'}
     # The un-mixed maps keep what the targets read, not the backbone map.
-    unmixed = model.unmixed_outputs(
-        mix_geometry(batch['data_samples']).unmixed)
+    unmixed = model.unmixed_outputs(batch['mix'].unmixed)
     assert unmixed.last_feat is None and not unmixed.log_spatial.requires_grad
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_train_step_hands_the_geometry_to_forward():
+    """mmengine's ``BaseModel.train_step`` passes the preprocessor's extra
+    key ``'mix'`` to ``forward``: the spatial loss of a CutMix batch is
+    positive (an exact zero without the geometry; the attention loss is 0
+    here too, the zero-initialised attention being uniform)."""
+    from mmengine.optim import OptimWrapper
+    torch.manual_seed(0)
+    model = build().train()
+    assert model.head.needs_unmixed_batch
+    data = dict(inputs=[torch.rand(3, 32, 32) * 255 for _ in range(4)],
+                data_samples=[DataSample().set_gt_label(i % 3)
+                              for i in range(4)])
+    log_vars = model.train_step(data, OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.0)))
+    assert log_vars['loss_spatial'] > 0
 
 
 def test_unmixed_forward_is_deterministic():

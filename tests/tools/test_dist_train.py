@@ -444,9 +444,9 @@ class CountingSyncBN(nn.SyncBatchNorm):
         return _BatchNorm.forward(self, x)
 
 
-def _syncbn_rank_worker(rank: int, port: int, branches: dict,
-                        out_dir: str) -> None:
-    """One rank of test_syncbn_ranks_agree_on_the_unmixed_forward."""
+def _rank_worker(rank: int, port: int, branches: dict,
+                 out_dir: str) -> None:
+    """One rank of the two-process gloo runs (:func:`two_gloo_ranks`)."""
     from datetime import timedelta
 
     from mmengine.registry import MODELS as ENGINE_MODELS
@@ -479,21 +479,41 @@ def _syncbn_rank_worker(rank: int, port: int, branches: dict,
                            loss_spatial=float(log_vars['loss_spatial'])))
     with open(osp.join(out_dir, f'rank{rank}.json'), 'w') as f:
         json.dump(record, f)
+    # Mode 'self' under MMDistributedDataParallel, CutMix, Mixup, CutMix:
+    # _train_steps asserts the spatial loss is positive exactly on the
+    # CutMix steps.
+    model = _train_steps(dict(self_supervision=dict(target='self')),
+                         (0, 1, 0))
+    torch.save(model.state_dict(), osp.join(out_dir, f'rank{rank}.pth'))
     dist.destroy_process_group()
 
 
-def test_syncbn_ranks_agree_on_the_unmixed_forward(tmp_path):
+#: batch augment per step and rank of the SyncBN run of two_gloo_ranks.
+RANK_BRANCHES = {0: [0, 2, 1, 0, 2], 1: [2, 0, 0, 1, 1]}
+
+
+@pytest.fixture(scope='module')
+def two_gloo_ranks(tmp_path_factory):
+    """Two gloo processes (started once for the tests below): each trains
+    the demo with synchronising norms on its own batch augments
+    (:data:`RANK_BRANCHES`), then mode 'self' under DDP."""
+    import torch.multiprocessing as mp
+    out = tmp_path_factory.mktemp('gloo')
+    mp.spawn(_rank_worker, nprocs=2,
+             args=(_free_port(), RANK_BRANCHES, str(out)))
+    return out
+
+
+def test_syncbn_ranks_agree_on_the_unmixed_forward(two_gloo_ranks):
     """Two gloo ranks with synchronising norms draw different batch
     augments each step (rank 0 CutMix while rank 1 has Mixup or none, and
     back, then neither): mode 'self' runs its un-mixed forward on one rank
     only, so SAOLClassifier makes the other rank run it too. Both ranks must
     issue the same collectives every step (else real SyncBN hangs), and the
     location losses stay those of each rank's own batch."""
-    import torch.multiprocessing as mp
-    branches = {0: [0, 2, 1, 0, 2], 1: [2, 0, 0, 1, 1]}
-    mp.spawn(_syncbn_rank_worker, nprocs=2,
-             args=(_free_port(), branches, str(tmp_path)))
-    records = [json.load(open(tmp_path / f'rank{r}.json')) for r in (0, 1)]
+    branches = RANK_BRANCHES
+    records = [json.load(open(two_gloo_ranks / f'rank{r}.json'))
+               for r in (0, 1)]
     for step, (r0, r1) in enumerate(zip(*records)):
         assert r0['collectives'] == r1['collectives'], (step, records)
     # Steps 0-3 (some rank CutMixes) run the extra forward everywhere;
@@ -504,3 +524,13 @@ def test_syncbn_ranks_agree_on_the_unmixed_forward(tmp_path):
     for rank in (0, 1):
         for record, branch in zip(records[rank], branches[rank]):
             assert (record['loss_spatial'] > 0) == (branch == 0), records
+
+
+def test_two_processes_hand_the_geometry_through_ddp(two_gloo_ranks):
+    """Mode 'self' in two gloo processes under MMDistributedDataParallel:
+    its ``train_step`` hands the preprocessor's ``'mix'`` to the model's
+    ``forward`` (the location losses run on CutMix steps, checked in the
+    ranks), and the ranks end with the same weights."""
+    ranks = [torch.load(two_gloo_ranks / f'rank{r}.pth') for r in (0, 1)]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name

@@ -1,4 +1,4 @@
-"""ClsDataPreprocessor that carries CutMix geometry to the model."""
+"""ClsDataPreprocessor that hands CutMix geometry to the model."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -6,7 +6,7 @@ from typing import List, Optional
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 
-from ...structures import MixGeometry, attach_mix_geometry
+from ...structures import MixGeometry
 from .cutmix import GeometryCutMix
 
 
@@ -21,16 +21,18 @@ def geometry_augments(preprocessor) -> List[GeometryCutMix]:
 
 @MODELS.register_module()
 class SAOLDataPreprocessor(ClsDataPreprocessor):
-    """:class:`ClsDataPreprocessor` that attaches CutMix geometry to samples.
+    """:class:`ClsDataPreprocessor` that hands CutMix geometry to the model.
 
     Takes exactly the arguments of mmpretrain's ``ClsDataPreprocessor`` and
     does the same normalisation and batch augmentation (so
     ``model.train_cfg = dict(augments=...)`` keeps its stock form). After a
-    training batch mixed by :class:`GeometryCutMix`, every
-    :class:`DataSample` also refers, under the metainfo key
-    :data:`~mmsaol.structures.MIX_GEOMETRY`, to the batch's one
-    :class:`~mmsaol.structures.MixGeometry` (boxes, partners, the batch
-    before pasting); read it with :func:`~mmsaol.structures.mix_geometry`.
+    training batch mixed by :class:`GeometryCutMix`, its output also holds
+    the batch's :class:`~mmsaol.structures.MixGeometry` (boxes, partners,
+    the batch before pasting) under the key ``'mix'``, which mmengine's
+    ``train_step`` (``BaseModel`` and ``MMDistributedDataParallel`` alike)
+    passes to the model's ``forward`` as the keyword argument ``mix`` --
+    when :attr:`hands_mix` is set, as :class:`SAOLClassifier` sets it (a
+    stock ``ImageClassifier``'s ``forward`` takes no ``mix``).
 
     The per-cell mask is derived from the boxes on whatever feature grid the
     head has (:func:`box_to_cell_coverage`), so the preprocessor need not know
@@ -39,6 +41,9 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
     ``RandomBatchAugment``, or evaluation) carries no geometry, and the
     location losses treat it as "nothing pasted".
     """
+
+    #: Whether :meth:`forward` returns the geometry under ``'mix'``.
+    hands_mix: bool = False
 
     def _check_labels(self, data: dict) -> None:
         """A label beyond ``num_classes`` fails torch's one-hot with a
@@ -65,7 +70,6 @@ class SAOLDataPreprocessor(ClsDataPreprocessor):
         geometry: Optional[MixGeometry] = None
         for augment in geometry_augments(self):
             geometry = augment.pop_geometry() or geometry
-        samples = out.get('data_samples')
-        if geometry is not None and training and samples:
-            attach_mix_geometry(samples, geometry)
+        if geometry is not None and training and self.hands_mix:
+            out['mix'] = geometry
         return out

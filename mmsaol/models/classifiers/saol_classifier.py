@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -15,7 +15,7 @@ from mmpretrain.structures import DataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checks import check_choice
-from ...structures import MixContext, SAOLOutputs, mix_geometry
+from ...structures import MixContext, MixGeometry, SAOLOutputs
 from ..batch_augments.data_preprocessor import (
     SAOLDataPreprocessor,
     geometry_augments,
@@ -123,15 +123,19 @@ class SAOLClassifier(ImageClassifier):
     Identical to ``ImageClassifier`` (same arguments, same checkpoints, same
     ``tensor``/``predict`` modes) except that:
 
-    - its data preprocessor defaults to :class:`SAOLDataPreprocessor`, which
-      records :class:`GeometryCutMix`'s geometry in the batch's samples;
-    - at build time it checks that a head with ``self_supervision`` (or
-      ``label_mix='attention'``) has the augment and preprocessor it needs;
+    - its data preprocessor defaults to :class:`SAOLDataPreprocessor`, whose
+      output holds :class:`GeometryCutMix`'s geometry under ``'mix'``, which
+      mmengine hands to :meth:`forward` as ``mix``;
+    - at build time it checks that a head that needs the geometry
+      (``head.needs_mix_geometry``: ``self_supervision`` or
+      ``label_mix='attention'``) has the augment and preprocessor that give
+      it;
     - in ``loss`` it hands the head one :class:`~mmsaol.structures.MixContext`:
-      the batch's CutMix geometry and, when the head's self-supervision is
-      self-annotated (``target='self'``), SAOL's maps of the un-mixed batch
-      (a forward of backbone and head without gradient, only for CutMix
-      batches), which the head cuts and pastes into its targets. With SyncBN
+      the batch's CutMix geometry and, when the head asks for it
+      (``head.needs_unmixed_batch``: self-supervision ``target='self'``),
+      SAOL's maps of the un-mixed batch (a forward of backbone and head
+      without gradient, only for CutMix batches), which the head cuts and
+      pastes into its targets. With SyncBN
       in a multi-process run the ranks first agree (one flag all-reduce) so
       that all of them run that forward whenever one does.
 
@@ -161,26 +165,14 @@ class SAOLClassifier(ImageClassifier):
                 raise
             raise explained from error
         self.unmixed_norm = unmixed_norm
-        self._check_self_supervision()
-
-    def _check_self_supervision(self) -> None:
-        head = self.head
-        if getattr(head, 'self_supervision', None) is not None:
-            self._check_geometry('head.self_supervision',
-                                 'head.self_supervision=None')
-        elif getattr(head, 'label_mix', 'area') == 'attention':
-            self._check_geometry("head.label_mix='attention'",
-                                 "head.label_mix='area'")
-
-    @property
-    def _self_annotated(self) -> bool:
-        """Whether the head's targets are its own maps of the un-mixed batch
-        (self-supervision ``target='self'``)."""
-        config = getattr(self.head, 'self_supervision', None)
-        return bool(config) and config['target'] == 'self'
+        if isinstance(self.data_preprocessor, SAOLDataPreprocessor):
+            self.data_preprocessor.hands_mix = True
+        needs = getattr(self.head, 'needs_mix_geometry', None)
+        if needs:
+            self._check_geometry(*needs)
 
     def _check_geometry(self, what: str, off: str) -> None:
-        """``what`` needs GeometryCutMix's boxes carried to the head; ``off``
+        """``what`` needs GeometryCutMix's boxes handed to the head; ``off``
         is the setting that switches it off."""
         if not isinstance(self.data_preprocessor, SAOLDataPreprocessor):
             raise ValueError(
@@ -196,26 +188,47 @@ class SAOLClassifier(ImageClassifier):
                 'alpha=1.0)) (it may sit in a list next to Mixup), or set '
                 f'{off}.')
 
-    def loss(self, inputs: torch.Tensor,
-             data_samples: List[DataSample]) -> dict:
+    def forward(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor', mix: Optional[MixGeometry] = None
+                ) -> Union[dict, list, torch.Tensor, tuple]:
+        """``ImageClassifier.forward``, with the batch's CutMix geometry.
+
+        Args:
+            inputs (Tensor): ``(N, C, H, W)`` preprocessed batch.
+            data_samples (List[DataSample], optional): Its samples.
+            mode (str): ``'tensor'``, ``'predict'`` or ``'loss'``.
+            mix (MixGeometry, optional): What :class:`GeometryCutMix` did to
+                this training batch: the key ``'mix'`` of
+                :class:`SAOLDataPreprocessor`'s output, which mmengine's
+                ``train_step`` passes as a keyword argument; None for a batch
+                it did not mix. Read in mode ``'loss'`` only.
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, mix)
+        return super().forward(inputs, data_samples, mode)
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             mix: Optional[MixGeometry] = None) -> dict:
         """Losses of a batch: ``ImageClassifier.loss`` with the head handed
-        the batch's :class:`~mmsaol.structures.MixContext`."""
-        geometry = mix_geometry(data_samples)
+        the batch's :class:`~mmsaol.structures.MixContext` (``mix``: see
+        :meth:`forward`)."""
         unmixed = None
-        if self._self_annotated and self._unmixed_forward_anywhere(
-                geometry is not None, inputs.device):
+        if getattr(self.head, 'needs_unmixed_batch', False) and \
+                self._unmixed_forward_anywhere(mix is not None,
+                                               inputs.device):
             # Before the mixed forward, so its activations are freed before
             # the training graph is built. A rank whose batch was not
             # CutMixed runs the same forward on its own batch (and drops it)
             # so that synchronised norms see matching collectives.
             unmixed = self.unmixed_outputs(
-                inputs if geometry is None else geometry.unmixed)
-            if geometry is None:
+                inputs if mix is None else mix.unmixed)
+            if mix is None:
                 unmixed = None
         if not isinstance(self.head, SAOLHead):  # e.g. a GAP-FC control
             return self.head.loss(self.extract_feat(inputs), data_samples)
         return self.head.loss(self.extract_feat(inputs), data_samples,
-                              mix=MixContext(geometry, unmixed))
+                              mix=MixContext(mix, unmixed))
 
     def unmixed_outputs(self, inputs: torch.Tensor) -> SAOLOutputs:
         """SAOL's maps of the un-mixed batch, the input of the

@@ -11,17 +11,22 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ...checks import check_choice
 from ...structures import MixContext, SAOLOutputs, attach_maps
-from ..batch_augments.geometry import box_to_cell_coverage
 from ..losses.distill_loss import build_distillation_losses
+from ..losses.geometry import box_to_cell_coverage
 from ..losses.location_losses import (
     attention_mixed_labels,
     label_map_target,
     self_annotated_attention_target,
     self_annotated_spatial_target,
 )
-from ..options import check_options
+from ..options import (
+    check_options,
+    check_saol_head_options,
+    check_stage_maps,
+    positive_ints,
+    self_supervision_parts,
+)
 from .functional import (
     class_maps,
     classification_target,
@@ -30,12 +35,6 @@ from .functional import (
     resize_to_grid,
     saol_log_output,
 )
-
-SELF_SUPERVISION_TARGETS = ('self', 'label')
-TEST_OUTPUTS = ('saol', 'gapfc')
-ATTENTION_INPUTS = ('reduced', 'last')
-FUSION_ORDERS = ('resize_then_reduce', 'reduce_then_resize')
-LABEL_MIXES = ('area', 'attention')
 
 
 class Pasting(NamedTuple):
@@ -53,14 +52,6 @@ class Pasting(NamedTuple):
     coverage: Tensor
     partner: Tensor
     labels: Tensor
-
-
-def _positive_ints(value, name: str) -> Tuple[int, ...]:
-    values = (value, ) if isinstance(value, int) else tuple(value)
-    if not values or not all(isinstance(v, int) and v > 0 for v in values):
-        raise ValueError(f'{name} must be a positive int or a non-empty list '
-                         f'of positive ints, got {value!r}.')
-    return values
 
 
 @MODELS.register_module()
@@ -184,28 +175,17 @@ class SAOLHead(ClsHead):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(loss=loss, topk=topk, cal_acc=cal_acc,
                          init_cfg=init_cfg)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError('SAOLHead: num_classes must be a positive int '
-                             f'(the number of classes), got {num_classes!r}.')
-        self.num_classes = num_classes
-        self.in_channels = _positive_ints(in_channels, 'head.in_channels')
-        self.channels = _positive_ints(channels, 'head.channels')[0]
         if attention_channels is None:
-            attention_channels = max(self.channels // 4, 1)
-        _positive_ints(attention_channels, 'head.attention_channels')
-        check_choice(attention_input, ATTENTION_INPUTS,
-                     'head.attention_input')
-        check_choice(test_output, TEST_OUTPUTS, 'head.test_output')
-        check_choice(fusion_order, FUSION_ORDERS, 'head.fusion_order')
-        check_choice(label_mix, LABEL_MIXES, 'head.label_mix')
+            attention_channels = max(
+                positive_ints(channels, 'head.channels')[0] // 4, 1)
+        check_saol_head_options(num_classes, attention_channels,
+                                attention_input, fusion_order, label_mix,
+                                dropout, test_output, distillation)
+        self.num_classes = num_classes
+        self.in_channels = positive_ints(in_channels, 'head.in_channels')
+        self.channels = positive_ints(channels, 'head.channels')[0]
         self.fusion_order = fusion_order
         self.label_mix = label_mix
-        if test_output == 'gapfc' and distillation is None:
-            raise ValueError(
-                "head.test_output='gapfc' needs the GAP-FC branch: set "
-                'head.distillation=dict() (or test_output=\'saol\').')
-        if not 0 <= dropout < 1:
-            raise ValueError(f'head.dropout must be in [0, 1), got {dropout}.')
         self.attention_input = attention_input
         self.test_output = test_output
         self.with_maps = with_maps
@@ -229,8 +209,21 @@ class SAOLHead(ClsHead):
         self.spatial_cls = nn.Conv2d(self.channels * len(self.in_channels),
                                      num_classes, 1)
 
-        self.self_supervision = self._build_self_supervision(
+        target, spatial, attention = self_supervision_parts(
             self_supervision)
+        #: ``'self'``, ``'label'`` or None (self-supervision off).
+        self.self_supervision_target = target
+        self.spatial_loss = MODELS.build(spatial) if spatial else None
+        self.attention_loss = MODELS.build(attention) if attention else None
+        #: What the classifier hands :meth:`loss`: the maps of the un-mixed
+        #: batch (self-annotated targets), and the CutMix geometry (the
+        #: option that needs it, and the setting that turns it off).
+        self.needs_unmixed_batch = target == 'self'
+        self.needs_mix_geometry: Optional[Tuple[str, str]] = (
+            ('head.self_supervision', 'head.self_supervision=None')
+            if target else
+            ("head.label_mix='attention'", "head.label_mix='area'")
+            if label_mix == 'attention' else None)
         self.gapfc = None
         if distillation is not None:
             self.gapfc = nn.Linear(self.in_channels[-1], num_classes)
@@ -266,80 +259,10 @@ class SAOLHead(ClsHead):
         super().init_weights()
         self._zero_attention_output()
 
-    def _build_self_supervision(self, cfg: Optional[dict]) -> Optional[dict]:
-        if cfg is None:
-            return None
-        cfg = dict(cfg)
-        target = cfg.pop('target', 'self')
-        if target not in SELF_SUPERVISION_TARGETS:
-            raise ValueError('head.self_supervision.target must be one of '
-                             f"{SELF_SUPERVISION_TARGETS} ('self': "
-                             "self-annotated maps, 'label': label maps), got "
-                             f'{target!r}.')
-        spatial = cfg.pop('spatial_loss', dict(type='SpatialLogitsLoss'))
-        attention = cfg.pop(
-            'attention_loss',
-            dict(type='AttentionLoss') if target == 'self' else None)
-        if cfg:
-            raise ValueError('head.self_supervision accepts only `target`, '
-                             '`spatial_loss` and `attention_loss`, got '
-                             f'{sorted(cfg)}.')
-        if target == 'label' and attention is not None:
-            raise ValueError(
-                "head.self_supervision.target='label' gives no attention "
-                'target; set self_supervision.attention_loss=None or use '
-                "target='self'.")
-        if spatial is None and attention is None:
-            raise ValueError('head.self_supervision enables no loss: give '
-                             'spatial_loss and/or attention_loss, or set '
-                             'head.self_supervision=None.')
-        self.spatial_loss = MODELS.build(spatial) if spatial else None
-        self.attention_loss = MODELS.build(attention) if attention else None
-        return dict(target=target)
-
     # ---------------------------------------------------------------- forward
     def _check_feats(self, feats) -> Tuple[Tensor, ...]:
-        """Turn the backbone output into a tuple of maps and say exactly
-        which config field to change when it does not fit."""
-        if isinstance(feats, Tensor):
-            feats = (feats, )
-        feats = tuple(feats)
-        if not feats:
-            raise ValueError(
-                'SAOLHead received no feature map: backbone.out_indices '
-                'selects no stage (ResNet, ResNeXt, RegNet and Swin ignore '
-                'negative indices); use e.g. out_indices=(1, 2, 3).')
-        for i, f in enumerate(feats):
-            if f.ndim == 2:
-                raise ValueError(
-                    f'SAOLHead needs (N, C, H, W) feature maps, but input {i} '
-                    f'is a pooled vector {tuple(f.shape)}. Set model.neck='
-                    'None (a pooling neck removes the grid SAOL works on) and '
-                    "use the backbone's map output: out_type='featmap' for "
-                    'VisionTransformer/DeiT/BEiT, gap_before_final_norm=False '
-                    'for ConvNeXt.')
-            if f.ndim != 4:
-                raise ValueError(
-                    f'SAOLHead needs (N, C, H, W) feature maps, but input {i} '
-                    f'has shape {tuple(f.shape)}; for token outputs set '
-                    "backbone.out_type='featmap'.")
-        got = tuple(int(f.shape[1]) for f in feats)
-        if len(got) != len(self.in_channels):
-            raise ValueError(
-                f'SAOLHead received {len(got)} feature maps (channels {got}) '
-                f'but head.in_channels={self.in_channels} lists '
-                f'{len(self.in_channels)}. Make backbone.out_indices and '
-                'head.in_channels name the same stages, e.g. '
-                f'head.in_channels={got}. If out_indices already lists '
-                f'{len(self.in_channels)} stages, one is out of range and '
-                'the backbone dropped it (ConvNeXt has 4 stages, ViT '
-                'num_layers layers).')
-        if got != self.in_channels:
-            raise ValueError(
-                f'head.in_channels={self.in_channels} does not match the '
-                f'channels of the stages selected by backbone.out_indices, '
-                f'{got}. Set head.in_channels={got}.')
-        return feats
+        """The stage maps as a tuple, checked (:func:`check_stage_maps`)."""
+        return check_stage_maps(feats, self.in_channels)
 
     def _fused_map(self, feats: Tuple[Tensor, ...]) -> Tuple[Tensor, Tensor]:
         """Reduced, resized and concatenated multi-scale map, and the reduced
@@ -406,7 +329,7 @@ class SAOLHead(ClsHead):
 
     # ------------------------------------------------------------------- loss
     def loss(self, feats: Tuple[Tensor, ...], data_samples: List[DataSample],
-             mix: Optional[MixContext] = None, **kwargs) -> dict:
+             mix: Optional[MixContext] = None) -> dict:
         """Losses of a training batch: ``ClsHead.loss`` on SAOL's output
         ``log y``, plus the terms the config switches on.
 
@@ -424,7 +347,10 @@ class SAOLHead(ClsHead):
             dict[str, Tensor]: ``loss_cls`` and, when enabled,
             ``loss_gapfc`` and ``loss_distill`` (:meth:`_distillation_losses`),
             ``loss_spatial`` and ``loss_attention``
-            (:meth:`_location_losses`).
+            (:meth:`_location_losses`). mmpretrain's ``ClsHead`` names its
+            one term ``loss``; SAOL's classification term is ``loss_cls``
+            because mmengine's ``parse_losses`` logs the sum of all terms as
+            ``loss``, which a term of that name would overwrite in the log.
         """
         out = self.saol_outputs(feats)
         target = classification_target(data_samples, self.num_classes)
@@ -433,11 +359,10 @@ class SAOLHead(ClsHead):
         if self.label_mix == 'attention' and pasting is not None:
             saol_target = self._attention_mixed_target(out, mix, pasting)
         losses = dict(loss_cls=self.loss_module(
-            out.log_probs, saol_target, avg_factor=len(data_samples),
-            **kwargs))
+            out.log_probs, saol_target, avg_factor=len(data_samples)))
         if self.gapfc is not None:
-            losses.update(self._distillation_losses(out, target, **kwargs))
-        if self.self_supervision is not None:
+            losses.update(self._distillation_losses(out, target))
+        if self.self_supervision_target is not None:
             losses.update(self._location_losses(out, mix, pasting))
         if self.cal_acc:
             losses.update(self._accuracy(out.log_probs, target))
@@ -451,15 +376,15 @@ class SAOLHead(ClsHead):
         acc = Accuracy.calculate(scores, target, topk=self.topk)
         return {f'accuracy_top-{k}': a for k, a in zip(self.topk, acc)}
 
-    def _distillation_losses(self, out: SAOLOutputs, target: Tensor,
-                             **kwargs) -> dict:
+    def _distillation_losses(self, out: SAOLOutputs, target: Tensor
+                             ) -> dict:
         """The GAP-FC branch: its own loss on the ground truth
         (``loss_gapfc``) and its distillation from SAOL's output
         (``loss_distill``, :class:`SelfDistillLoss`)."""
         logits = self.gapfc_logits(out.last_feat)
         return dict(
             loss_gapfc=self.gapfc_loss(logits, target,
-                                       avg_factor=logits.size(0), **kwargs),
+                                       avg_factor=logits.size(0)),
             loss_distill=self.distill_loss(logits, out.log_probs))
 
     def _pasting(self, mix: Optional[MixContext], out: SAOLOutputs,
@@ -467,7 +392,7 @@ class SAOLHead(ClsHead):
         """Where a CutMix batch was pasted, on this head's grid and device,
         when a term of the loss needs it; None for a batch that
         GeometryCutMix did not mix, or when nothing needs it."""
-        if mix is None and self.self_supervision is not None:
+        if mix is None and self.self_supervision_target is not None:
             raise ValueError(
                 "head.self_supervision needs model.type='SAOLClassifier' (it "
                 'carries the CutMix geometry to the head and computes the '
@@ -479,9 +404,8 @@ class SAOLHead(ClsHead):
                 "'SAOLClassifier' (it carries the CutMix geometry to the "
                 'head; otherwise the labels would silently stay area-mixed), '
                 "or set head.label_mix='area'.")
-        needed = self.self_supervision is not None or \
-            self.label_mix == 'attention'
-        if not needed or mix is None or mix.geometry is None:
+        if self.needs_mix_geometry is None or mix is None or \
+                mix.geometry is None:
             return None
         geometry, device = mix.geometry, out.log_attention.device
         return Pasting(
@@ -521,7 +445,7 @@ class SAOLHead(ClsHead):
                 ('loss_spatial', self.spatial_loss),
                 ('loss_attention', self.attention_loss)) if loss}
         partner, coverage = pasting.partner, pasting.coverage
-        if self.self_supervision['target'] == 'label':
+        if self.self_supervision_target == 'label':
             return dict(loss_spatial=self.spatial_loss(
                 out.log_spatial, label_map_target(
                     pasting.labels, self.num_classes, partner, coverage)))

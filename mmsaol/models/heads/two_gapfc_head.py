@@ -13,10 +13,8 @@ from torch import Tensor
 
 from ...checks import check_choice
 from ..losses.distill_loss import build_distillation_losses
-from ..options import check_options
+from ..options import TEST_OUTPUTS, check_options
 from .functional import classification_target
-
-TEST_OUTPUTS = ('saol', 'gapfc')
 
 
 @MODELS.register_module()

@@ -1,4 +1,5 @@
 from .distill_loss import SelfDistillLoss
+from .geometry import box_to_cell_coverage, paste_maps
 from .location_losses import (
            AttentionLoss,
            SpatialLogitsLoss,
@@ -6,4 +7,4 @@ from .location_losses import (
 )
 
 __all__ = ['AttentionLoss', 'SelfDistillLoss', 'SpatialLogitsLoss',
-           'distribution_loss']
+           'box_to_cell_coverage', 'distribution_loss', 'paste_maps']

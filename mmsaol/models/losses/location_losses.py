@@ -13,8 +13,8 @@ from torch import Tensor
 
 from ...checks import check_choice
 from ...structures import SAOLOutputs
-from ..batch_augments.geometry import paste_maps
 from ..options import check_options
+from .geometry import paste_maps
 
 CRITERIA = ('kl', 'ce')
 
