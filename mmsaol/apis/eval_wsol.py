@@ -2,12 +2,13 @@
 accuracy of a checkpoint.
 
 A config rewrite around mmengine's ``Runner.test`` (:func:`wsol_config`):
-the model attaches one map per class, the test evaluator is top-1
-``Accuracy`` plus ``WSOLMetric``, and the test loader reads the chosen
-split. The Runner brings what any ``tools/test.py`` run has:
-``--launcher`` (several processes; the metric gathers the per-image
-results), the log and config in ``--work-dir``, and the config's visualizer
-backends (``--draw`` sends map pictures there).
+the model attaches the maps to score (SAOL's, CAMs, or Grad-CAM-style maps
+of a stock classifier), the test evaluator is top-1 ``Accuracy`` plus
+``WSOLMetric`` (the standard protocol of Choe et al., CVPR 2020), and the
+test loader reads the chosen split. The Runner brings what any
+``tools/test.py`` run has: ``--launcher`` (several processes; the metric
+gathers the per-image results), the log and config in ``--work-dir``, and
+the config's visualizer backends (``--draw`` sends map pictures there).
 """
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ from mmsaol.model_configs import (
     maps_config,
     type_name,
 )
+from mmsaol.visualization.gradcam import GRADCAM_METHODS, gradcam_config
 
-#: Maps ``wsol_config`` scores (SAOL's class maps or attention, CAMs).
-MAP_SOURCES = ('class', 'attention', 'cam')
+#: Maps ``wsol_config`` scores: SAOL's class maps or attention, CAMs, and the
+#: grad-cam package's maps of any stock classifier.
+MAP_SOURCES = ('class', 'attention', 'cam', *GRADCAM_METHODS)
 #: Splits ``wsol_config`` evaluates (their pipelines only resize).
 WSOL_SPLITS = ('test', 'val')
 
@@ -58,28 +61,35 @@ def wsol_config(cfg: Config,
 
     Args:
         cfg (Config): Model and data config.
-        map (str): ``'class'`` or ``'attention'`` (SAOL models), or
-            ``'cam'`` (GAP-FC models, scored by their class activation maps).
+        map (str): ``'class'`` or ``'attention'`` (SAOL models),
+            ``'cam'`` (GAP-FC models, scored by their class activation
+            maps), or ``'gradcam'``, ``'gradcam++'``, ``'layercam'`` (any
+            stock ``ImageClassifier``, see
+            :class:`~mmsaol.visualization.gradcam.GradCAMClassifier`).
         split (str): Data loader of the config to read: ``'test'``
             (default) or ``'val'``.
         num (int, optional): Evaluate the first ``num`` images only.
         batch_size (int, optional): Defaults to the data loader's.
         **metric_kwargs: Other arguments of :class:`WSOLMetric`
-            (``threshold``, ``iou_thr``...).
+            (``threshold_interval``, ``threshold``, ``iou_thr``...).
 
     Returns:
         Config: the modified copy.
     """
     check_choice(map, MAP_SOURCES, 'map')
     check_choice(split, WSOL_SPLITS, 'split')
-    head_type = type_name(cfg.model.head)
-    wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
-    if head_type not in wanted:
-        raise ValueError(
-            f'map={map!r} needs model.head.type in {wanted}, but the config '
-            f"has {head_type!r}: use map='cam' for GAP-FC models and "
-            "'class' or 'attention' for SAOL models.")
-    cfg = maps_config(cfg, topk='all')
+    if map in GRADCAM_METHODS:
+        cfg = gradcam_config(cfg, map)
+    else:
+        head_type = type_name(cfg.model.head)
+        wanted = GAPFC_HEADS if map == 'cam' else SAOL_HEADS
+        if head_type not in wanted:
+            raise ValueError(
+                f'map={map!r} needs model.head.type in {wanted}, but the '
+                f"config has {head_type!r}: use map='cam' (or 'gradcam') "
+                "for GAP-FC models and 'class' or 'attention' for SAOL "
+                'models.')
+        cfg = maps_config(cfg, topk='all')
     loader = cfg.get(f'{split}_dataloader')
     if not loader:
         raise ValueError(f'The config has no {split}_dataloader to '
@@ -106,16 +116,19 @@ def wsol_config(cfg: Config,
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``tools/eval_wsol.py``."""
     parser = argparse.ArgumentParser(
-        description='WSOL accuracy of a checkpoint: top-1, GT-known and '
-        'top-1 localisation at --thr, MaxBoxAcc (IoU 0.5), MaxBoxAccV2 '
-        '(IoU 0.3/0.5/0.7) and the pointing game, by mmengine\'s '
-        'Runner.test with WSOLMetric.')
+        description='WSOL accuracy of a checkpoint by the standard protocol '
+        '(Choe et al., CVPR 2020): MaxBoxAcc (IoU 0.5), MaxBoxAccV2 (IoU '
+        '0.3/0.5/0.7, all contours) or PxAP (masks); also top-1 accuracy, '
+        'GT-known and top-1 localisation at --thr and the pointing game, by '
+        "mmengine's Runner.test with WSOLMetric.")
     add_model_args(parser)
     parser.add_argument(
         '--map', choices=MAP_SOURCES, default='class',
         help="which map is scored: 'class' (SAOL's A*Y_c, default) or "
         "'attention' (SAOL's A) for SAOL models, 'cam' (class activation "
-        'maps, same checkpoint) for GAP-FC models')
+        "maps, same checkpoint) for GAP-FC models, 'gradcam', 'gradcam++' "
+        "or 'layercam' (grad-cam package, automatic target layer) for any "
+        'stock ImageClassifier')
     parser.add_argument('--split', choices=WSOL_SPLITS, default='test',
                         help="data loader of the config (default 'test')")
     parser.add_argument('--num', '--num-images', type=int, default=None,
@@ -126,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--thr', type=float, default=0.2,
                         help='threshold of GT-known / top-1 localisation on '
                         'the min-max normalised map (default 0.2)')
+    parser.add_argument('--interval', type=float, default=0.01,
+                        help='step of the threshold sweep of MaxBoxAcc and '
+                        'PxAP (default 0.01, the protocol\'s command line; '
+                        'its training config uses 0.001)')
     parser.add_argument('--batch-size', type=int, default=None,
                         help="default: the data loader's")
     parser.add_argument('--draw', type=int, default=0, metavar='N',
@@ -152,7 +169,8 @@ def wsol_test_config(args: argparse.Namespace) -> Config:
     """The config ``Runner.test`` runs for parsed arguments."""
     cfg = wsol_config(load_config(args.config),
                       map=args.map, split=args.split, num=args.num,
-                      batch_size=args.batch_size, threshold=args.thr)
+                      batch_size=args.batch_size, threshold=args.thr,
+                      threshold_interval=args.interval)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -1,20 +1,29 @@
-"""Weakly-supervised localisation: the protocol as pure functions and the
-``WSOLMetric`` (registered in mmpretrain's METRICS)."""
+"""Weakly-supervised localisation: the standard protocol (Choe et al., CVPR
+2020) as pure functions and the ``WSOLMetric`` (registered in mmpretrain's
+METRICS)."""
 from .wsol import (
+    FRAME_SIZE,
+    V2_IOUS,
+    best_box_ious,
     box_iou,
-    boxes_from_map,
+    boxes_at_thresholds,
+    boxes_to_frame,
+    frame_scoremap,
     image_map,
-    largest_component_box,
-    localization_ious,
-    normalize_map,
+    mask_to_frame,
+    max_box_acc,
+    normalize_scoremap,
     peak_in_boxes,
-    scale_boxes,
+    pxap,
+    score_histograms,
+    threshold_list,
     upsample_map,
 )
 from .wsol_metric import WSOLMetric
 
 __all__ = [
-    'WSOLMetric', 'box_iou', 'boxes_from_map', 'image_map',
-    'largest_component_box', 'localization_ious', 'normalize_map',
-    'peak_in_boxes', 'scale_boxes', 'upsample_map'
+    'FRAME_SIZE', 'V2_IOUS', 'WSOLMetric', 'best_box_ious', 'box_iou',
+    'boxes_at_thresholds', 'boxes_to_frame', 'frame_scoremap', 'image_map',
+    'mask_to_frame', 'max_box_acc', 'normalize_scoremap', 'peak_in_boxes',
+    'pxap', 'score_histograms', 'threshold_list', 'upsample_map'
 ]

@@ -1,8 +1,9 @@
-"""Weakly-supervised object localisation metric."""
+"""Weakly-supervised object localisation metric (the standard protocol)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
@@ -10,10 +11,21 @@ from mmpretrain.registry import METRICS
 
 from ..checks import check_choice
 from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
-from .wsol import localization_ious, peak_in_boxes, scale_boxes
+from .wsol import (
+    FRAME_SIZE,
+    V2_IOUS,
+    best_box_ious,
+    boxes_to_frame,
+    frame_scoremap,
+    mask_to_frame,
+    max_box_acc,
+    peak_in_boxes,
+    pxap,
+    score_histograms,
+    threshold_list,
+)
 
 MAP_KINDS = ('class', 'attention')
-RESOLUTIONS = ('img_shape', 'ori_shape')
 
 
 def _iou_name(iou: float) -> str:
@@ -22,56 +34,56 @@ def _iou_name(iou: float) -> str:
 
 @METRICS.register_module()
 class WSOLMetric(BaseMetric):
-    """Localisation accuracy of class or attention maps (WSOL).
+    """Localisation of class or attention maps by the standard WSOL
+    protocol: MaxBoxAcc, MaxBoxAccV2 and PxAP.
 
-    The protocol of SAOL's localisation experiments (Kim, Baek, Kim, CVPR
-    2020, `arXiv:2004.07570 <https://arxiv.org/abs/2004.07570>`_), from CAM
-    (Zhou et al., CVPR 2016) and "Evaluating Weakly Supervised Object
-    Localization Methods Right" (Choe et al., CVPR 2020): the map of a class
-    is upsampled (bilinear) to the image, min-max normalised and
-    thresholded; the box of the largest connected component is compared with
-    the ground-truth boxes (best match). See :mod:`mmsaol.evaluation.wsol`.
+    "Evaluating Weakly Supervised Object Localization Methods Right" (Choe
+    et al., CVPR 2020, `arXiv:2001.07437
+    <https://arxiv.org/abs/2001.07437>`_), step by step as their reference
+    code (see :mod:`mmsaol.evaluation.wsol`): the map of the true class
+    (GT-known) is resized bicubically to the 224x224 evaluation frame and
+    min-max normalised; boxes are scaled to the frame with integer
+    truncation; 8-bit thresholds, OpenCV contours, inclusive-pixel IoU; one
+    best threshold for the whole split. The test pipeline must resize the
+    whole image (no crop, no padding), as the protocol's does.
 
-    Reads from every sample: ``class_maps`` + ``class_map_labels`` (attached
-    by ``SAOLHead`` or ``CAMHead`` with ``model.head.with_maps=True``) or
-    ``attention_map`` (``SAOLHead``), ``gt_label``, ``pred_label`` and the
-    metainfo ``gt_bbox`` (``(4,)`` or ``(M, 4)`` boxes ``x1, y1, x2, y2`` in
-    ``ori_shape`` pixels), ``ori_shape`` and ``img_shape``. For the true
-    class to have a map, set ``model.head.maps_topk`` to the number of
-    classes.
+    Reads from every sample: ``class_maps`` + ``class_map_labels``
+    (``SAOLHead``, ``CAMHead`` or ``GradCAMClassifier``) or
+    ``attention_map`` (``SAOLHead``), ``gt_label``, ``pred_label``,
+    ``ori_shape`` and the metainfo ``gt_bbox`` (``(4,)`` or ``(M, 4)``
+    boxes ``x0, y0, x1, y1`` in ``ori_shape`` pixels) or ``gt_mask_paths``
+    and ``gt_ignore_path`` (mask files, see ``WSOLMetadataDataset``).
 
     Reports, in percent (prefix ``wsol/``):
 
-    - ``gt_known_loc``: box of the true class's map correct (IoU >=
-      ``iou_thr``) at ``threshold``;
-    - ``top1_loc``: box of the predicted class's map correct and the
-      predicted class right, at ``threshold``;
-    - ``max_box_acc`` (and ``max_box_acc_thr``, the threshold reaching it):
-      best GT-known localisation over the threshold sweep, at ``iou_thr``;
-    - ``max_box_acc_iouXX`` for each of ``iou_thrs`` and their mean
-      ``max_box_acc_v2`` (MaxBoxAccV2);
-    - ``peak_in_box``: the pointing game, the map's maximum (of the true
-      class's map) inside the ground-truth box.
+    - ``max_box_acc``: MaxBoxAcc (V1), largest contour, IoU ``iou_thr``
+      (0.5), and ``max_box_acc_thr``, the threshold reaching it;
+    - ``max_box_acc_v2``: MaxBoxAccV2, every contour, the mean over
+      ``iou_thrs`` (0.3/0.5/0.7) of ``max_box_acc_v2_iouXX`` (each at its
+      own best threshold);
+    - ``pxap``: PxAP, with masks instead of boxes (no box metric then);
+    - extra metrics, not the protocol's: ``gt_known_loc`` (largest contour
+      of the true class's map correct at the fixed ``threshold``) and
+      ``top1_loc`` (the same for the predicted class's map, and the
+      prediction right), as older papers report them; ``peak_in_box``: the
+      pointing game, the true class's map's maximum (in the frame) inside a
+      ground-truth box.
 
     Args:
         map (str): ``'class'`` (default): the class map of the true /
-            predicted class (SAOL's ``A * Y_c``, or a CAM); ``'attention'``:
-            SAOL's class-agnostic attention map ``A`` for both.
-        threshold (float): Threshold on the normalised map for
-            ``gt_known_loc``/``top1_loc``. Defaults to 0.2 (CAM's 20% of the
-            maximum).
-        threshold_step (float): Step of the threshold sweep ``0, step, ...,
-            < 1`` for MaxBoxAcc. Defaults to 0.05.
-        iou_thr (float): IoU for a correct box. Defaults to 0.5.
-        iou_thrs (Sequence[float]): IoUs averaged by ``max_box_acc_v2``.
-            Defaults to ``(0.3, 0.5, 0.7)``.
-        resolution (str): Where maps are thresholded and compared with the
-            boxes: ``'img_shape'`` (default; the network input, as in Choe
-            et al.'s protocol: ``gt_bbox`` is scaled by ``img_shape /
-            ori_shape``) or ``'ori_shape'`` (the image as loaded). Either
-            way ``gt_bbox`` is in ``ori_shape`` pixels, and the test
-            pipeline must only resize the image (no crop, no padding), so
-            that both frames cover the same scene.
+            predicted class (SAOL's ``A * Y_c``, a CAM or a Grad-CAM);
+            ``'attention'``: SAOL's class-agnostic attention map ``A``.
+        threshold_interval (float): Step of the threshold sweep
+            ``np.arange(0, 1, step)``. Defaults to 0.01 (the protocol's
+            command line; its training config uses 0.001).
+        iou_thr (float): IoU of MaxBoxAcc and the extra metrics. Defaults
+            to 0.5.
+        iou_thrs (Sequence[float]): IoUs averaged by MaxBoxAccV2. Defaults
+            to ``(0.3, 0.5, 0.7)``.
+        threshold (float): Fixed threshold of ``gt_known_loc`` /
+            ``top1_loc``. Defaults to 0.2 (CAM's 20% of the maximum).
+        frame_size (int): Side of the evaluation frame. Defaults to 224
+            (the protocol's).
         collect_device (str): Device to gather results across ranks.
             Defaults to ``'cpu'``.
         prefix (str, optional): Metric name prefix. Defaults to ``'wsol'``.
@@ -81,53 +93,37 @@ class WSOLMetric(BaseMetric):
 
     def __init__(self,
                  map: str = 'class',
-                 threshold: float = 0.2,
-                 threshold_step: float = 0.05,
+                 threshold_interval: float = 0.01,
                  iou_thr: float = 0.5,
-                 iou_thrs: Sequence[float] = (0.3, 0.5, 0.7),
-                 resolution: str = 'img_shape',
+                 iou_thrs: Sequence[float] = V2_IOUS,
+                 threshold: float = 0.2,
+                 frame_size: int = FRAME_SIZE,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         check_choice(map, MAP_KINDS, 'WSOLMetric.map')
-        check_choice(resolution, RESOLUTIONS, 'WSOLMetric.resolution')
-        if not 0 <= threshold <= 1:
+        if not 0 <= threshold < 1:
             raise ValueError('WSOLMetric.threshold is on the min-max '
-                             f'normalised map and must be in [0, 1], got '
+                             f'normalised map and must be in [0, 1), got '
                              f'{threshold}.')
-        if not 0 < threshold_step <= 1:
-            raise ValueError('WSOLMetric.threshold_step must be in (0, 1], '
-                             f'got {threshold_step}.')
+        if not 0 < threshold_interval < 1:
+            raise ValueError('WSOLMetric.threshold_interval must be in '
+                             f'(0, 1), got {threshold_interval}.')
         ious = (iou_thr, *iou_thrs)
         if not iou_thrs or not all(0 < t <= 1 for t in ious):
             raise ValueError('WSOLMetric.iou_thr and iou_thrs must be in '
                              f'(0, 1], got {iou_thr} and {tuple(iou_thrs)}.')
+        if int(frame_size) < 1:
+            raise ValueError('WSOLMetric.frame_size must be a positive '
+                             f'number of pixels, got {frame_size}.')
         self.map = map
-        self.threshold = float(threshold)
-        self.thresholds = np.round(np.arange(0.0, 1.0, threshold_step), 10)
+        self.thresholds = threshold_list(threshold_interval)
         self.iou_thr = float(iou_thr)
         self.iou_thrs = tuple(float(t) for t in iou_thrs)
-        self.resolution = resolution
+        self.threshold = float(threshold)
+        self.frame = (int(frame_size), int(frame_size))
 
     # ---------------------------------------------------------------- inputs
-    def _gt_boxes(self, sample: dict) -> np.ndarray:
-        """Ground-truth boxes in the frame of ``self.resolution``."""
-        if sample.get('gt_bbox') is None:
-            raise ValueError(
-                'WSOLMetric needs ground-truth boxes in the metainfo key '
-                "'gt_bbox' of every sample: use a data set that provides "
-                "gt_bbox and add 'gt_bbox' to the meta_keys of the test "
-                "pipeline's PackInputs.")
-        boxes = torch.as_tensor(sample['gt_bbox']).detach().cpu().numpy()
-        if boxes.size == 0 or boxes.size % 4:
-            raise ValueError('gt_bbox must be (4,) or (M, 4) boxes (x1, y1, '
-                             f'x2, y2), got shape {boxes.shape}.')
-        boxes = boxes.reshape(-1, 4).astype(np.float64)
-        if self.resolution == 'img_shape':
-            boxes = scale_boxes(boxes, sample['ori_shape'],
-                                sample['img_shape'])
-        return boxes
-
     def _num_classes_hint(self) -> str:
         classes = (self.dataset_meta or {}).get('classes')
         return str(len(classes)) if classes else 'the number of classes'
@@ -156,50 +152,98 @@ class WSOLMetric(BaseMetric):
                 'has a map.')
         return sample[CLASS_MAPS][labels.index(label)]
 
+    def _gt_boxes(self, sample: dict) -> np.ndarray:
+        """Ground-truth boxes in the evaluation frame."""
+        boxes = torch.as_tensor(sample['gt_bbox']).detach().cpu().numpy()
+        if boxes.size == 0 or boxes.size % 4:
+            raise ValueError('gt_bbox must be (4,) or (M, 4) boxes (x0, y0, '
+                             f'x1, y1), got shape {boxes.shape}.')
+        height, width = sample['ori_shape'][:2]
+        return boxes_to_frame(boxes, (width, height), self.frame)
+
+    def _gt_masks(self, sample: dict):
+        """Foreground (union of instances) and ignore region in the frame.
+        """
+        masks = []
+        for path in [*sample['gt_mask_paths'],
+                     sample.get('gt_ignore_path')]:
+            if path is None:
+                masks.append(None)
+                continue
+            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise ValueError(f'Cannot read the mask file {path!r}; '
+                                 'check mask_root of the data set.')
+            masks.append(mask_to_frame(image, self.frame))
+        foreground = np.any(np.stack(masks[:-1]), axis=0)
+        return foreground, masks[-1]
+
     # -------------------------------------------------------------- process
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Score every sample of a batch; keep only the IoUs.
+        """Score every sample of a batch; keep per-threshold correctness
+        (boxes) or score histograms (masks).
 
         Args:
             data_batch: The batch from the data loader (unused).
             data_samples (Sequence[dict]): Outputs of the model.
         """
-        thresholds = np.append(self.thresholds, self.threshold)
+        fixed = np.array([self.threshold])
         for sample in data_samples:
-            boxes = self._gt_boxes(sample)
-            size = sample[self.resolution]
             gt = int(torch.as_tensor(sample['gt_label']).view(-1)[0])
             pred = int(torch.as_tensor(sample['pred_label']).view(-1)[0])
-            gt_map = self._map(sample, gt)
-            ious = localization_ious(gt_map, size, boxes, thresholds)
-            top1_iou = ious[-1]
-            if self.map == 'class' and pred != gt:
-                top1_iou = localization_ious(self._map(sample, pred), size,
-                                             boxes, [self.threshold])[0]
-            self.results.append(dict(sweep=ious[:-1], gt_known=ious[-1],
-                                     top1=top1_iou, correct=pred == gt,
-                                     peak=peak_in_boxes(gt_map, size,
-                                                        boxes)))
+            scoremap = frame_scoremap(self._map(sample, gt), self.frame)
+            if sample.get('gt_mask_paths'):
+                foreground, ignore = self._gt_masks(sample)
+                self.results.append(dict(histograms=score_histograms(
+                    scoremap, foreground, ignore, self.thresholds)))
+                continue
+            if sample.get('gt_bbox') is None:
+                raise ValueError(
+                    'WSOLMetric needs ground-truth boxes (metainfo '
+                    "'gt_bbox') or masks ('gt_mask_paths') in every sample: "
+                    'use a data set that provides them (WSOLMetadataDataset, '
+                    "CUBWithBoxes) and add 'gt_bbox', 'gt_mask_paths' and "
+                    "'gt_ignore_path' to the meta_keys of the test "
+                    "pipeline's PackInputs.")
+            boxes = self._gt_boxes(sample)
+            v1 = best_box_ious(scoremap, boxes, self.thresholds)
+            v2 = best_box_ious(scoremap, boxes, self.thresholds,
+                               multi_contour=True)
+            gt_known = best_box_ious(scoremap, boxes, fixed)[0]
+            top1 = gt_known
+            if pred != gt and self.map == 'class':
+                top1 = best_box_ious(frame_scoremap(
+                    self._map(sample, pred), self.frame), boxes, fixed)[0]
+            self.results.append(dict(
+                v1=v1 >= self.iou_thr,
+                v2=np.stack([v2 >= t for t in self.iou_thrs]),
+                gt_known=gt_known >= self.iou_thr,
+                top1=(top1 >= self.iou_thr) and pred == gt,
+                peak=peak_in_boxes(scoremap, boxes)))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Accuracies in percent from the per-sample IoUs."""
-        sweep = np.stack([r['sweep'] for r in results])
-        gt_known = np.array([r['gt_known'] for r in results])
-        top1 = np.array([r['top1'] for r in results])
-        correct = np.array([r['correct'] for r in results])
-        metrics = dict(
-            gt_known_loc=100.0 * float(np.mean(gt_known >= self.iou_thr)),
-            top1_loc=100.0 * float(np.mean((top1 >= self.iou_thr) &
-                                           correct)))
-        curve = 100.0 * np.mean(sweep >= self.iou_thr, axis=0)
-        best = int(np.argmax(curve))
-        metrics['max_box_acc'] = float(curve[best])
+        """Accuracies in percent (PxAP for masks)."""
+        with_masks = [r for r in results if 'histograms' in r]
+        if with_masks:
+            if len(with_masks) != len(results):
+                raise ValueError('WSOLMetric got boxes for some images and '
+                                 'masks for others; evaluate one kind per '
+                                 'split.')
+            positive = sum(r['histograms'][0] for r in results)
+            negative = sum(r['histograms'][1] for r in results)
+            return dict(pxap=pxap(positive, negative))
+        metrics = {}
+        acc, best = max_box_acc(np.stack([r['v1'] for r in results]))
+        metrics['max_box_acc'] = acc
         metrics['max_box_acc_thr'] = float(self.thresholds[best])
-        per_iou = [100.0 * float(np.mean(sweep >= t, axis=0).max())
-                   for t in self.iou_thrs]
-        for t, acc in zip(self.iou_thrs, per_iou):
-            metrics[f'max_box_acc_{_iou_name(t)}'] = acc
+        v2 = np.stack([r['v2'] for r in results])  # (N, IoUs, T)
+        per_iou = [max_box_acc(v2[:, i])[0] for i in range(v2.shape[1])]
         metrics['max_box_acc_v2'] = float(np.mean(per_iou))
+        for t, value in zip(self.iou_thrs, per_iou):
+            metrics[f'max_box_acc_v2_{_iou_name(t)}'] = value
+        for key in ('gt_known', 'top1'):
+            metrics[f'{key}_loc'] = 100.0 * float(
+                np.mean([r[key] for r in results]))
         metrics['peak_in_box'] = 100.0 * float(
             np.mean([r['peak'] for r in results]))
         return metrics

@@ -35,12 +35,14 @@ from torch import Tensor
 
 from ..checks import check_choice
 from ..evaluation.wsol import (
-    boxes_from_map,
+    boxes_at_thresholds,
+    boxes_to_frame,
+    frame_scoremap,
     image_map,
-    normalize_map,
-    scale_boxes,
+    normalize_scoremap,
 )
 from ..structures import ATTENTION_MAP, CLASS_MAP_LABELS, CLASS_MAPS
+from .gradcam import MAP_METHOD
 
 GT_COLOR = 'lime'
 PRED_COLOR = 'white'
@@ -53,7 +55,11 @@ SCALE_LABELS = {
     'attention': 'attention A per cell (own scale)',
     'probability': 'class probability per cell',
     'cam': 'CAM logit',
+    'gradcam': 'min-max per map (grad-cam package)',
 }
+#: Panel titles of the grad-cam package's methods.
+GRADCAM_TITLES = {'gradcam': 'Grad-CAM', 'gradcam++': 'Grad-CAM++',
+                  'layercam': 'Layer-CAM'}
 PER_MAP_LABEL = 'min-max per map'
 
 
@@ -64,7 +70,8 @@ class Panel(NamedTuple):
         title (str): ``'attention'``, or the class name and probability.
         heatmap (Tensor): ``(h, w)`` map at feature resolution.
         kind (str): ``'attention'`` (SAOL's ``A``), ``'probability'``
-            (SAOL's class map ``A * Y_c``) or ``'cam'`` (a CAM, logits).
+            (SAOL's class map ``A * Y_c``), ``'cam'`` (a CAM, logits) or
+            ``'gradcam'`` (a map of the grad-cam package, in ``[0, 1]``).
     """
 
     title: str
@@ -119,10 +126,13 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
     Returns:
         list[Panel]: the attention map, then the class maps titled
         ``name score``; class maps of a sample with an attention map are
-        SAOL's (``'probability'``), otherwise CAMs (``'cam'``).
+        SAOL's (``'probability'``), maps of ``GradCAMClassifier``
+        ``'gradcam'`` (titled with the method), otherwise CAMs (``'cam'``).
     """
     panels = []
     saol = ATTENTION_MAP in sample
+    method = sample.metainfo.get(MAP_METHOD)
+    kind = 'probability' if saol else 'gradcam' if method else 'cam'
     if saol:
         panels.append(Panel('attention', sample.get(ATTENTION_MAP),
                             'attention'))
@@ -132,10 +142,11 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
         for label, heatmap in list(zip(labels,
                                        sample.get(CLASS_MAPS)))[:topk]:
             title = _class_name(label, classes)
+            if method:
+                title = f'{GRADCAM_TITLES.get(method, method)} {title}'
             if scores is not None:
                 title += f' {float(scores[label]):.2f}'
-            panels.append(Panel(title, heatmap,
-                                'probability' if saol else 'cam'))
+            panels.append(Panel(title, heatmap, kind))
     if not panels:
         raise ValueError(
             'The sample has no maps: set model.head.with_maps=True (SAOLHead,'
@@ -146,8 +157,9 @@ def sample_panels(sample: DataSample, classes: Optional[Sequence[str]] = None,
 
 def _draw_box(ax, box: np.ndarray, color: str, style: str = '-') -> None:
     x1, y1, x2, y2 = (float(v) for v in box)
-    # Boxes are half-open pixel ranges; pixel centres sit on integers.
-    ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1,
+    # Boxes are inclusive pixel ranges (the WSOL protocol's); pixel centres
+    # sit on integers.
+    ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1,
                            fill=False, edgecolor=color, linewidth=1.5,
                            linestyle=style))
 
@@ -157,8 +169,9 @@ def _gt_boxes(sample: DataSample, image_shape: Sequence[int]) -> np.ndarray:
     if sample.get('gt_bbox') is None:
         return np.zeros((0, 4))
     boxes = torch.as_tensor(sample.gt_bbox).detach().cpu().numpy()
-    return scale_boxes(boxes.reshape(-1, 4),
-                       sample.get('ori_shape', image_shape), image_shape)
+    height, width = sample.get('ori_shape', image_shape)[:2]
+    return boxes_to_frame(boxes, (width, height),
+                          (image_shape[1], image_shape[0]))
 
 
 def _color_ranges(maps: Sequence[np.ndarray], kinds: Sequence[str],
@@ -205,8 +218,9 @@ def render_maps(image: np.ndarray,
         topk (int, optional): Class maps to draw. Defaults to all attached.
         title (str, optional): Title of the image panel (e.g. file name).
         box_thr (float, optional): Also draw each map's estimated box at this
-            threshold of the min-max normalised map, as the WSOL protocol
-            does (dashed). Defaults to None (no box).
+            threshold, by the WSOL protocol's steps (bicubic resize to the
+            drawn image, min-max, 8-bit threshold, largest contour; dashed).
+            Defaults to None (no box).
         scale (str): ``'shared'`` (default) or ``'per-map'``.
         panel_px (int): Side of a panel in pixels. Defaults to 200.
         dpi (int): Resolution of the figure. Defaults to 100.
@@ -226,7 +240,8 @@ def render_maps(image: np.ndarray,
         gt = int(torch.as_tensor(sample.gt_label).view(-1)[0])
         lines.append(f'GT: {_class_name(gt, classes)}')
     upsampled = [image_map(p.heatmap, (height, width)) for p in panels]
-    shown = [normalize_map(m) for m in upsampled] if scale == 'per-map' \
+    shown = [normalize_scoremap(m) for m in upsampled] \
+        if scale == 'per-map' \
         else upsampled
     ranges = _color_ranges(shown, [p.kind for p in panels], scale)
     # A group's colour bar follows its last panel.
@@ -258,7 +273,8 @@ def render_maps(image: np.ndarray,
                   interpolation='nearest')
         ax.set_title(panel.title, fontsize=8)
         if box_thr is not None:
-            _draw_box(ax, boxes_from_map(upsampled[i], [box_thr])[0],
+            scoremap = frame_scoremap(panel.heatmap, (width, height))
+            _draw_box(ax, boxes_at_thresholds(scoremap, [box_thr])[0][0],
                       PRED_COLOR, '--')
         left += panel_px
         if i in bar_after:

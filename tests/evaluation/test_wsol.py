@@ -1,210 +1,240 @@
-"""The WSOL protocol's pure functions on synthetic maps with known
-answers."""
+"""Each step of the standard WSOL protocol (Choe et al., CVPR 2020) with
+answers derived on paper from its definition, and the published unit-test
+cases of its reference implementation re-derived as our own."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mmsaol.evaluation.wsol import (
+from mmsaol.evaluation import (
+    best_box_ious,
     box_iou,
-    boxes_from_map,
-    image_map,
-    largest_component_box,
-    localization_ious,
-    normalize_map,
-    scale_boxes,
-    upsample_map,
+    boxes_at_thresholds,
+    boxes_to_frame,
+    frame_scoremap,
+    mask_to_frame,
+    max_box_acc,
+    normalize_scoremap,
+    peak_in_boxes,
+    pxap,
+    score_histograms,
+    threshold_list,
 )
 
-
-def test_upsample_map_is_bilinear_without_corner_alignment():
-    maps = torch.rand(3, 5, 5)
-    out = upsample_map(maps, (40, 24))
-    assert out.shape == (3, 40, 24)
-    expected = F.interpolate(maps[None], size=(40, 24), mode='bilinear',
-                             align_corners=False)[0]
-    torch.testing.assert_close(out, expected)
-    assert upsample_map(maps[0], (40, 24)).shape == (40, 24)
-    assert upsample_map(maps[None], (8, 8)).shape == (1, 3, 8, 8)
-    # Each output pixel is a convex mix of map cells: range preserved.
-    assert out.min() >= maps.min() - 1e-6 and out.max() <= maps.max() + 1e-6
-    with pytest.raises(ValueError, match='upsample_map'):
-        upsample_map(torch.rand(5), (4, 4))
+STEP_02 = np.arange(0, 1, 0.2)
 
 
-def test_upsampled_peak_sits_at_the_cell_centre():
-    # With align_corners=False, the centre of cell (i, j) of a 4x4 grid on a
-    # 40x40 image lies between pixels 10i+4 and 10i+5, which a factor-10
-    # bilinear resize places 0.05 of the way to the neighbouring cells.
-    grid = torch.zeros(4, 4, dtype=torch.float64)
-    grid[1, 2] = 1.0
-    up = upsample_map(grid, (40, 40))
-    assert up.dtype == torch.float64
-    torch.testing.assert_close(up[14:16, 24:26],
-                               torch.full((2, 2), 0.95 ** 2,
-                                          dtype=torch.float64))
-    assert float(up.max()) == pytest.approx(0.95 ** 2)
+# ------------------------------------------------------------------ IoU
+def test_iou_of_empty_boxes_is_one_pixel_each():
+    # (0, 0, 0, 0) is the pixel at the origin: two of them coincide.
+    ious = box_iou(np.zeros((3, 4), int), np.zeros((5, 4), int))
+    assert ious.shape == (3, 5) and ious.dtype == np.float64
+    assert (ious == 1.0).all()
 
 
-def test_constant_map_normalises_to_ones_despite_rounding():
-    uniform = torch.full((5, 5), 1 / 25)   # e.g. zero-initialised attention
-    upsampled = image_map(uniform, (37, 41))
-    np.testing.assert_array_equal(normalize_map(upsampled), 1.0)
-    box = boxes_from_map(upsampled, [0.0, 0.5, 1.0])
-    np.testing.assert_array_equal(box, [[0, 0, 41, 37]] * 3)
-    ramp = normalize_map(np.array([[2.0, 4.0], [6.0, 10.0]]))
-    np.testing.assert_allclose(ramp, [[0, 0.25], [0.5, 1]])
+def test_iou_rejects_reversed_corners():
+    with pytest.raises(ValueError, match='x0 <= x1'):
+        box_iou(np.array([[1, 1, 0, 0]]), np.array([[1, 1, 2, 2]]))
 
 
-def test_largest_component_box_known_answers():
-    mask = np.zeros((20, 30), bool)
-    mask[2:6, 3:10] = True      # 28 pixels
-    mask[10:19, 20:25] = True   # 45 pixels: the largest
-    mask[0, 29] = True          # a stray pixel
-    np.testing.assert_array_equal(largest_component_box(mask),
-                                  [20, 10, 25, 19])
-    np.testing.assert_array_equal(largest_component_box(np.zeros((4, 4))),
-                                  [0, 0, 0, 0])
+def test_iou_identity_and_inclusive_areas():
+    boxes = np.array([[1, 1, 3, 3], [4, 4, 5, 5]])
+    np.testing.assert_array_equal(box_iou(boxes, boxes), np.eye(2))
+    # A covers x 1..5, y 2..6 (25 px); B x 3..4, y 1..5 (10 px); they share
+    # x 3..4, y 2..5 (8 px): 8 / (25 + 10 - 8).
+    assert box_iou([1, 2, 5, 6], [3, 1, 4, 5])[0, 0] == pytest.approx(8 / 27)
 
 
-def test_components_are_eight_connected():
-    mask = np.eye(6, dtype=bool)          # a diagonal line: one component
-    mask[0, 5] = mask[1, 5] = True        # two pixels, a separate component
-    np.testing.assert_array_equal(largest_component_box(mask),
-                                  [0, 0, 6, 6])
+# ---------------------------------------------------------------- frame
+def test_boxes_to_frame_truncates():
+    # x scaled by 35 / 10, y by 10 / 20: (3.5, 1, 14, 1.5) -> (3, 1, 14, 1).
+    np.testing.assert_array_equal(
+        boxes_to_frame([1, 2, 4, 3], (10, 20), (35, 10)), [[3, 1, 14, 1]])
+    np.testing.assert_array_equal(
+        boxes_to_frame([1, 2, 1, 2], (3, 3), (3, 3)), [[1, 2, 1, 2]])
+    # The default frame is 224 x 224: 448 -> 224 halves, 112 doubles.
+    np.testing.assert_array_equal(
+        boxes_to_frame([[101, 3, 447, 55]], (448, 112)), [[50, 6, 223, 110]])
 
 
-def test_boxes_from_map_thresholds_the_normalised_map():
-    heatmap = np.zeros((20, 20))
-    heatmap[5:15, 2:8] = 10.0      # strong blob, 60 px
-    heatmap[1:4, 10:19] = 7.0      # weaker blob, 27 px
-    heatmap += 3.0                 # offsets vanish under min-max scaling
-    boxes = boxes_from_map(heatmap, [0.0, 0.5, 0.8])
-    np.testing.assert_array_equal(boxes, [[0, 0, 20, 20],   # all pixels
-                                          [2, 5, 8, 15],    # both, larger
-                                          [2, 5, 8, 15]])   # strong only
-    # The weak blob wins once it is the larger one.
-    heatmap[1:4, 10:19] = 0.0
-    heatmap[1:19, 10:19] = 9.0
-    np.testing.assert_array_equal(boxes_from_map(heatmap, [0.5]),
-                                  [[10, 1, 19, 19]])
+def test_mask_to_frame_nearest():
+    mask = np.zeros((2, 2), np.uint8)
+    mask[0, 1] = 255
+    expected = np.zeros((4, 4), bool)
+    expected[:2, 2:] = True
+    np.testing.assert_array_equal(mask_to_frame(mask, (4, 4)), expected)
 
 
-def test_box_iou_known_values():
-    a = np.array([[0, 0, 10, 10]])
-    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30],
-                  [2, 2, 4, 4], [3, 3, 3, 8]])
-    np.testing.assert_allclose(box_iou(a, b),
-                               [[1.0, 50 / 150, 0.0, 4 / 100, 0.0]])
-    assert box_iou(b, a).shape == (5, 1)
-    np.testing.assert_allclose(box_iou([0, 0, 0, 0], [0, 0, 0, 0]), [[0.0]])
+def test_normalisation_and_constant_or_nan_maps():
+    np.testing.assert_allclose(normalize_scoremap([[2.0, 4.0], [3.0, 6.0]]),
+                               [[0.0, 0.5], [0.25, 1.0]])
+    for constant in (np.full((3, 3), 7.0), np.array([[1.0, np.nan]])):
+        assert not normalize_scoremap(constant).any()
+    # A constant map at feature resolution has no box, not the whole image.
+    scoremap = frame_scoremap(torch.ones(7, 7))
+    assert scoremap.shape == (224, 224) and not scoremap.any()
+    boxes = boxes_at_thresholds(scoremap, STEP_02)
+    assert all((b == 0).all() and b.shape == (1, 4) for b in boxes)
 
 
-def test_scale_boxes_between_frames():
-    boxes = scale_boxes(np.array([10, 20, 50, 60]), (100, 200), (50, 50))
-    np.testing.assert_allclose(boxes, [2.5, 10, 12.5, 30])
-
-
-def test_localization_ious_whole_protocol():
-    # A 4x4 map whose hot cell (1, 2) covers pixels y 10-20, x 20-30 of a
-    # 40x40 image.
-    grid = torch.zeros(4, 4)
-    grid[1, 2] = 1.0
-    gt = np.array([[20, 10, 30, 20], [0, 0, 5, 5]])
-    ious = localization_ious(grid, (40, 40), gt, [0.0, 0.5, 0.9])
-    assert ious[0] == pytest.approx(100 / 1600)      # whole image
-    # At 0.5 the box is the cell widened by the bilinear ramp: exact IoU
-    # from the box the protocol extracts.
-    box = boxes_from_map(image_map(grid, (40, 40)), [0.5])
-    assert ious[1] == pytest.approx(box_iou(box, gt[:1])[0, 0])
-    assert ious[1] > 0.5
-    assert ious[2] < ious[1]
-
-
-def test_peak_in_boxes_pointing_game():
-    from mmsaol.evaluation import peak_in_boxes
+def test_frame_resize_is_bicubic():
+    # Bicubic interpolation overshoots next to a step; bilinear cannot.
     heatmap = np.zeros((4, 4))
-    heatmap[1, 2] = 1.0  # cell (row 1, col 2) of 10 px cells on 40x40
-    box = np.array([20., 10., 30., 20.])
-    assert peak_in_boxes(heatmap, (40, 40), box)
-    assert not peak_in_boxes(heatmap, (40, 40), np.array([0., 0., 10., 10.]))
-    assert peak_in_boxes(heatmap, (40, 40),
-                         np.array([[0., 0., 5., 5.], [18., 8., 32., 22.]]))
+    heatmap[:, 2:] = 1.0
+    row = frame_scoremap(heatmap, (16, 16))[0]
+    assert row.min() == 0.0 and row.max() == 1.0
+    assert np.sum((row > 0) & (row < 1)) >= 4  # over/undershoot, rescaled
+    assert row[0] > row[5]  # the undershoot before the step is the minimum
 
 
-
-def components_oracle(mask):
-    """8-connected components by breadth-first search, in raster order of
-    their first pixel: a list of pixel lists."""
-    height, width = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
-    components = []
-    for y in range(height):
-        for x in range(width):
-            if not mask[y, x] or seen[y, x]:
-                continue
-            seen[y, x] = True
-            queue, pixels = [(y, x)], []
-            while queue:
-                cy, cx = queue.pop()
-                pixels.append((cy, cx))
-                for ny in range(max(cy - 1, 0), min(cy + 2, height)):
-                    for nx in range(max(cx - 1, 0), min(cx + 2, width)):
-                        if mask[ny, nx] and not seen[ny, nx]:
-                            seen[ny, nx] = True
-                            queue.append((ny, nx))
-            components.append(pixels)
-    return components
+# ---------------------------------------------- boxes (reference cases)
+def test_boxes_of_an_all_zero_map():
+    boxes = boxes_at_thresholds(np.zeros((3, 3)), STEP_02)
+    assert [b.tolist() for b in boxes] == [[[0, 0, 0, 0]]] * 5
 
 
-def test_largest_component_box_properties_on_random_masks():
-    """The box is the bounding box of a largest 8-connected component, the
-    first in raster order among equally large ones (an independent
-    breadth-first search as the reference), on noisy masks with many
-    equally large components and on thresholded smooth maps."""
+def test_boxes_unimodal():
+    scoremap = np.array([[0.0, 0.0, 0.0, 0.0, 0.0],
+                         [0.0, 0.4, 0.4, 0.4, 0.6],
+                         [0.0, 0.4, 1.0, 0.8, 0.6],
+                         [0.0, 0.4, 0.4, 0.4, 0.6]])
+    boxes = boxes_at_thresholds(scoremap, STEP_02)
+    # 8-bit levels 0, 51, 102, 153, 204 (strictly above); the box of a
+    # contour is x, y, x + w, y + h clipped to (4, 3).
+    assert [b[0].tolist() for b in boxes] == [
+        [1, 1, 4, 3], [1, 1, 4, 3], [2, 1, 4, 3], [2, 2, 4, 3],
+        [2, 2, 3, 3]]
+
+
+def test_boxes_multimodal_largest_contour():
+    scoremap = np.array([[0.4, 0.0, 0.2, 0.2, 0.2],
+                         [0.4, 0.4, 0.0, 0.4, 0.0],
+                         [0.0, 0.0, 0.0, 0.4, 0.0],
+                         [1.0, 0.6, 0.8, 0.2, 0.2]])
+    boxes = boxes_at_thresholds(scoremap, STEP_02)
+    assert [b[0].tolist() for b in boxes] == [
+        [0, 0, 4, 3], [0, 0, 2, 2], [0, 3, 3, 3], [2, 3, 3, 3],
+        [0, 3, 1, 3]]
+
+
+def test_nan_map_is_refused_by_the_box_step():
+    with pytest.raises(ValueError, match='NaN'):
+        boxes_at_thresholds(np.full((3, 3), np.nan), STEP_02)
+
+
+def test_thresholds_are_strictly_above_the_8_bit_level():
+    # 0.5 -> uint8 127; tau = 0.5 gives level int(0.5 * 255) = 127, which
+    # drops the 127 pixels; tau = 0.49 gives level 124 and keeps them.
+    scoremap = np.zeros((20, 20))
+    scoremap[2:18, 2:18] = 0.5
+    scoremap[8:10, 8:10] = 1.0
+    low, high = boxes_at_thresholds(scoremap, [0.49, 0.5])
+    assert low[0].tolist() == [2, 2, 18, 18]
+    assert high[0].tolist() == [8, 8, 10, 10]
+
+
+# ------------------------------------------------------- MaxBoxAcc / V2
+def blob_map(*blobs):
+    """A 224 x 224 map (the frame: resizing is the identity) with value v
+    in each inclusive (x0, y0, x1, y1) rectangle."""
+    scoremap = np.zeros((224, 224))
+    for (x0, y0, x1, y1), v in blobs:
+        scoremap[y0:y1 + 1, x0:x1 + 1] = v
+    return scoremap
+
+
+def test_box_of_a_blob_and_its_iou():
+    # A 70 x 50 blob at x 60..129, y 50..99: boundingRect gives x + w = 130,
+    # y + h = 100, so the estimated box is one pixel wider and taller than
+    # the blob under the inclusive IoU: 70 * 50 / (71 * 51).
+    scoremap = frame_scoremap(blob_map(((60, 50, 129, 99), 1.0)))
+    ious = best_box_ious(scoremap, [[60, 50, 129, 99]], [0.0, 0.5, 0.99])
+    np.testing.assert_allclose(ious, 3500 / 3621)
+
+
+def test_only_multi_contour_finds_the_second_object():
+    # A large blob (60 x 60) and a small one (30 x 20); the ground truth is
+    # the small one only. V1 keeps the largest contour (IoU 0); V2 keeps
+    # both and matches the small one: 30 * 20 / (31 * 21) = 0.92.
+    scoremap = blob_map(((10, 10, 69, 69), 1.0), ((150, 150, 179, 169), 1.0))
+    gt = [[150, 150, 179, 169]]
+    thresholds = threshold_list(0.01)
+    v1 = best_box_ious(scoremap, gt, thresholds)
+    v2 = best_box_ious(scoremap, gt, thresholds, multi_contour=True)
+    assert (v1 == 0).all()
+    np.testing.assert_allclose(v2, 600 / 651)
+    assert max_box_acc(v1[None] >= 0.5)[0] == 0.0
+    assert all(max_box_acc(v2[None] >= t)[0] == 100.0
+               for t in (0.3, 0.5, 0.7))
+
+
+def test_one_threshold_for_the_whole_split():
+    # Image 1: ground truth = the core (value 1) inside a large 0.5 halo,
+    # right only from tau = 0.5 on. Image 2: ground truth = the halo, right
+    # only below 0.5. Each is right at its own best threshold, but no one
+    # threshold serves both: MaxBoxAcc is 50, first reached at tau = 0.
+    scoremap = blob_map(((20, 20, 199, 199), 0.5), ((100, 100, 119, 119),
+                                                    1.0))
+    thresholds = threshold_list(0.01)
+    core = best_box_ious(scoremap, [[100, 100, 119, 119]], thresholds)
+    halo = best_box_ious(scoremap, [[20, 20, 199, 199]], thresholds)
+    correct = np.stack([core >= 0.5, halo >= 0.5])
+    assert correct[0].tolist() == [t >= 0.495 for t in thresholds]
+    assert correct[1].tolist() == [t < 0.495 for t in thresholds]
+    assert max_box_acc(correct) == (50.0, 0)
+
+
+# ------------------------------------------------------------------ PxAP
+def test_pxap_with_an_ignored_pixel():
+    # Foreground scores 0.95 and 0.65, background 0.75 and 0.15, and an
+    # ignored background pixel at 0.99. Ranked: fg, bg, fg, bg: recall
+    # reaches 1/2 at precision 1 and 1 at precision 2/3, so PxAP =
+    # 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    scoremap = np.array([[0.95, 0.65, 0.75], [0.15, 0.99, 0.0]])
+    foreground = np.array([[1, 1, 0], [0, 0, 0]], bool)
+    ignore = np.array([[0, 0, 0], [0, 1, 1]], bool)
+    thresholds = threshold_list(0.1)
+    hist = score_histograms(scoremap, foreground, ignore, thresholds)
+    assert hist[0].sum() == 2 and hist[1].sum() == 2
+    assert pxap(*hist) == pytest.approx(100 * 5 / 6)
+    # Counted as background, the 0.99 pixel ranks first: 1/2 * 1/2 +
+    # 1/2 * 2/4 = 1/2 (the 0.0 pixel changes nothing: it ranks last).
+    counted = score_histograms(scoremap, foreground, None, thresholds)
+    assert pxap(*counted) == pytest.approx(50.0)
+
+
+def test_pxap_of_perfect_and_constant_maps():
     rng = np.random.default_rng(0)
-    ties = 0
-    for trial in range(200):
-        height, width = (int(v) for v in rng.integers(1, 25, size=2))
-        if trial % 2:
-            mask = rng.random((height, width)) < rng.random()
-        else:
-            grid = torch.as_tensor(rng.random(rng.integers(1, 6, size=2)))
-            mask = normalize_map(image_map(grid, (height, width))) >= \
-                rng.random()
-        components = components_oracle(mask)
-        box = largest_component_box(mask)
-        if not components:
-            np.testing.assert_array_equal(box, [0, 0, 0, 0])
-            continue
-        sizes = [len(c) for c in components]
-        ties += sizes.count(max(sizes)) > 1
-        pixels = np.array(components[int(np.argmax(sizes))])
-        np.testing.assert_array_equal(
-            box, [pixels[:, 1].min(), pixels[:, 0].min(),
-                  pixels[:, 1].max() + 1, pixels[:, 0].max() + 1])
-    assert ties > 10   # the tie rule was exercised
+    foreground = rng.random((30, 30)) < 0.3
+    ignore = (rng.random((30, 30)) < 0.2) & ~foreground
+    thresholds = threshold_list(0.01)
+    for ignore_score in (0.0, 1.0):  # a perfect map, whatever it says
+        scoremap = foreground.astype(float)  # at the ignored pixels
+        scoremap[ignore] = ignore_score
+        assert pxap(*score_histograms(scoremap, foreground, ignore,
+                                      thresholds)) == pytest.approx(100.0)
+    share = foreground.sum() / (~ignore).sum()
+    for value in (0.0, 0.5, 1.0):  # a constant map: precision = fg share
+        hist = score_histograms(np.full((30, 30), value), foreground, ignore,
+                                thresholds)
+        assert pxap(*hist) == pytest.approx(100 * share)
+    with pytest.raises(ValueError, match='foreground'):
+        pxap(*score_histograms(np.zeros((3, 3)), np.zeros((3, 3), bool),
+                               None, thresholds))
+    # All foreground: precision 1 everywhere.
+    assert pxap(*score_histograms(np.ones((3, 3)), np.ones((3, 3), bool),
+                                  None, thresholds)) == pytest.approx(100.0)
 
 
-def test_box_iou_properties_on_random_boxes():
-    """Symmetric, 1 on the diagonal for non-empty boxes, in [0, 1], and the
-    area formula on integer boxes (exact in float64)."""
-    rng = np.random.default_rng(0)
-    corners = np.sort(rng.integers(0, 30, size=(40, 2, 2)), axis=1)
-    boxes = corners.transpose(0, 2, 1).reshape(40, 4)[:, [0, 2, 1, 3]]
-    ious = box_iou(boxes, boxes)
-    np.testing.assert_array_equal(ious, ious.T)
-    assert ((0 <= ious) & (ious <= 1)).all()
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    np.testing.assert_array_equal(np.diag(ious), np.where(area > 0, 1, 0))
-    width = (np.minimum(boxes[:, None, 2], boxes[None, :, 2]) -
-             np.maximum(boxes[:, None, 0], boxes[None, :, 0])).clip(min=0)
-    height = (np.minimum(boxes[:, None, 3], boxes[None, :, 3]) -
-              np.maximum(boxes[:, None, 1], boxes[None, :, 1])).clip(min=0)
-    inter = width * height
-    union = area[:, None] + area[None, :] - inter
-    np.testing.assert_allclose(
-        ious, np.where(union > 0, inter / np.maximum(union, 1), 0),
-        rtol=1e-15, atol=0)
-    with pytest.raises(ValueError, match='x1 <= x2'):
-        box_iou([5, 0, 1, 4], boxes)
+# ------------------------------------------------------------ pointing
+def test_peak_in_boxes_pointing_game():
+    scoremap = blob_map(((30, 40, 31, 41), 1.0))
+    assert peak_in_boxes(scoremap, [[30, 40, 30, 40]])  # inclusive corner
+    assert not peak_in_boxes(scoremap, [[0, 0, 29, 39]])
+    assert peak_in_boxes(scoremap, [[0, 0, 5, 5], [25, 35, 35, 45]])
+
+
+def test_threshold_list_is_the_protocols():
+    np.testing.assert_array_equal(threshold_list(0.01), np.arange(0, 1, 0.01))
+    assert len(threshold_list(0.001)) == 1000
+    with pytest.raises(ValueError, match='interval'):
+        threshold_list(0.0)
