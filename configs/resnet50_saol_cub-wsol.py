@@ -3,8 +3,11 @@
 # CUB-200-2011 with the paper's finer maps. The last ResNet stage runs at
 # stride 1 (strides=(1, 2, 2, 1)): at 224 px, stages 2-4 give 28x28, 14x14
 # and 14x14 maps, so A and Y are 14x14 instead of 7x7 (same weights).
-# Validation reports accuracy and WSOLMetric (GT-known / top-1 loc,
-# MaxBoxAcc) of the class maps; SAOLMapsHook draws the maps of 8 test images.
+# Data: the WSOL benchmark's CUB splits (./_base_/datasets/cub_wsol.py):
+# validation on "train-fullsup" (val), the final numbers on test. Both report
+# accuracy and WSOLMetric (the standard protocol of Choe et al., CVPR 2020:
+# MaxBoxAcc, MaxBoxAccV2) of the class maps; SAOLMapsHook draws the maps of 8
+# images.
 #   python tools/train.py configs/resnet50_saol_cub-wsol.py
 #   python tools/eval_wsol.py configs/resnet50_saol_cub-wsol.py CKPT \
 #       --map attention

@@ -1,5 +1,6 @@
 """CUBWithBoxes on a tiny fake CUB-200-2011 folder, and the CUB WSOL
-configs on it."""
+config on the same images described in the WSOL metadata format, end to
+end through tools/test.py and mmsaol wsol."""
 import os.path as osp
 
 import numpy as np
@@ -12,6 +13,9 @@ from mmpretrain.registry import DATASETS, METRICS
 from PIL import Image
 
 import mmsaol.evaluation  # noqa: F401  (registers WSOLMetric)
+from mmsaol.apis import eval_wsol as wsol_tool
+from mmsaol.apis import test as test_tool
+from mmsaol.datasets import WSOLRecord, write_wsol_metadata
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))), 'configs')
@@ -91,17 +95,45 @@ def test_clear_errors(cub_root, tmp_path):
         DATASETS.build(dict(type='CUBWithBoxes', data_root=str(broken)))
 
 
-def test_wsol_config_pipeline_model_and_metric(cub_root):
-    """The CUB WSOL fine-tuning config on the fake folder: the test pipeline
-    keeps the boxes in original pixels, the stride-1 last stage gives 14x14
-    maps at 224 px, and WSOLMetric scores the class maps."""
+@pytest.fixture(scope='module')
+def cub_metadata(cub_root, tmp_path_factory):
+    """The fake CUB images described in the WSOL benchmark's metadata format
+    (its splits train / val / test; val = the training images here), boxes
+    x1 = x + w as the benchmark converts CUB's, inside the image."""
+    root = tmp_path_factory.mktemp('wsol_metadata')
+    splits = {'train': [], 'test': []}
+    for image_id, folder, label, train, w, h, (x, y, bw, bh) in IMAGES:
+        rel = f'{folder}/{folder.split(".")[1]}_{image_id:04d}.jpg'
+        box = (int(x), int(y), min(int(x + bw), w - 1),
+               min(int(y + bh), h - 1))
+        splits['train' if train else 'test'].append(
+            WSOLRecord(rel, label - 1, (w, h), [box]))
+    splits['val'] = splits['train']
+    for split, records in splits.items():
+        write_wsol_metadata(str(root), split, records)
+    return str(root)
+
+
+def data_options(cub_root, metadata, split='test'):
+    return [f'{split}_dataloader.dataset.data_root={cub_root}/images',
+            f'{split}_dataloader.dataset.metadata_root={metadata}/{split}',
+            f'{split}_dataloader.batch_size=2',
+            f'{split}_dataloader.num_workers=0']
+
+
+def test_wsol_config_pipeline_model_and_metric(cub_root, cub_metadata):
+    """The CUB WSOL fine-tuning config on the metadata folder: the test
+    pipeline keeps the boxes in original pixels, the stride-1 last stage
+    gives 14x14 maps at 224 px, and WSOLMetric scores the class maps."""
     cfg = Config.fromfile(osp.join(CONFIGS, 'resnet50_saol_cub-wsol.py'))
-    cfg.test_dataloader.dataset.data_root = cub_root
+    cfg.merge_from_dict(dict(option.split('=', 1) for option in
+                             data_options(cub_root, cub_metadata)))
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    assert len(dataset) == 3
     item = dataset[2]          # test image id 5, 45x45
     assert item['inputs'].shape == (3, 224, 224)
     assert item['data_samples'].ori_shape == (45, 45)
-    np.testing.assert_allclose(item['data_samples'].gt_bbox, [5, 5, 15, 15])
+    np.testing.assert_allclose(item['data_samples'].gt_bbox, [[5, 5, 15, 15]])
 
     model = get_model(cfg)
     batch = dict(inputs=[item['inputs']],
@@ -115,3 +147,32 @@ def test_wsol_config_pipeline_model_and_metric(cub_root):
     metrics = evaluator.evaluate(1)
     assert 0 <= metrics['wsol/max_box_acc'] <= 100
     assert 'accuracy/top5' in metrics
+
+
+def test_wsol_config_end_to_end_through_the_tools(cub_root, cub_metadata,
+                                                  tmp_path):
+    """tools/test.py and mmsaol wsol on the metadata folder with a random
+    checkpoint: the standard metrics, and the same numbers from both (the
+    config's test evaluator is the tool's: class maps, interval 0.01)."""
+    config = osp.join(CONFIGS, 'resnet50_saol_cub-wsol.py')
+    torch.manual_seed(0)
+    model = get_model(Config.fromfile(config))
+    torch.nn.init.normal_(model.head.attention[-1].weight, std=0.5)
+    checkpoint = str(tmp_path / 'random.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    options = data_options(cub_root, cub_metadata)
+    tested = test_tool.main([config, checkpoint, '--work-dir',
+                             str(tmp_path / 'test'), '--cfg-options',
+                             *options])
+    scored = wsol_tool.main([config, checkpoint, '--work-dir',
+                             str(tmp_path / 'wsol'), '--cfg-options',
+                             *options])
+    for key in ('max_box_acc', 'max_box_acc_thr', 'max_box_acc_v2',
+                'max_box_acc_v2_iou30', 'max_box_acc_v2_iou50',
+                'max_box_acc_v2_iou70', 'gt_known_loc', 'top1_loc',
+                'peak_in_box'):
+        assert tested[f'wsol/{key}'] == pytest.approx(scored[f'wsol/{key}'])
+    # 0.2 (GT-known loc) is on the sweep: MaxBoxAcc bounds it.
+    assert 100 >= scored['wsol/max_box_acc'] >= scored['wsol/gt_known_loc']
+    assert scored['wsol/max_box_acc_v2_iou30'] >= \
+        scored['wsol/max_box_acc_v2_iou70']
