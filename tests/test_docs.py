@@ -154,6 +154,26 @@ def test_every_saolhead_option_is_documented() -> None:
     assert not missing, f'docs/configs.md does not document {missing}'
 
 
+def test_layout_page_draws_the_layering() -> None:
+    """The "imports" column of docs/layout.md is what tests/test_layering.py
+    allows each part of mmsaol to import."""
+    from test_layering import ALLOWED, BOTTOM
+    with open(osp.join(DOCS, 'layout.md')) as f:
+        rows = readme_table(f.read(), '| part | what | imports |')
+    drawn: Dict[str, set] = {}
+    for row in rows:
+        parts = {re.sub(r'\.py$', '', p.split('/')[1]) if '/' in p
+                 else re.sub(r'\.py$', '', p)
+                 for p in re.findall(r'`([\w./]+)`', row[0])}
+        imports = set() if row[2] == '—' else {
+            name.strip() for name in row[2].split(',')}
+        for part in parts:
+            drawn.setdefault(part, set()).update(imports)
+    for part, allowed in ALLOWED.items():
+        assert drawn.get(part) == allowed, part
+    assert BOTTOM - {'_quiet'} <= set(drawn)
+
+
 def readme_table(readme: str, header: str) -> List[List[str]]:
     """The rows of the README table whose header line starts with
     ``header``, as lists of cells."""
