@@ -7,13 +7,15 @@ build.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import importlib.util
 import os
 import os.path as osp
 import sys
 from types import ModuleType
-from typing import Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
@@ -26,30 +28,94 @@ from mmsaol.compat.config import resolve_config
 from mmsaol.compat.runtime import adapt_to_host
 from mmsaol.engine import NonFiniteLossError, WorkDirError
 
+
+class OutputError(OSError):
+    """A tool cannot write its output file: no space, no permission, or a
+    folder of that name in the way."""
+
+
 #: Errors that mean "change your config, command or file" (or "install the
 #: deploy extra"): the tools print their sentence, not a traceback
 #: (``MMSAOL_DEBUG=1`` shows it).
 USER_ERRORS = (ValueError, FileNotFoundError, CorruptCheckpointError,
                UnsafeCheckpointError, NonFiniteLossError, WorkDirError,
-               MissingDeployDependency)
+               MissingDeployDependency, OutputError, SyntaxError,
+               ImportError)
+#: errno values of a write that the user can fix (space, permission, a
+#: folder at the file's name).
+WRITE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EACCES,
+                          errno.EPERM, errno.EROFS, errno.EISDIR))
 T = TypeVar('T')
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn a failed write of ``path`` (full disk, no permission, a folder
+    in the way) into :class:`OutputError`, one sentence naming the file.
+    Writes go through :func:`~mmsaol.engine.atomic_path`, so the previous
+    version of the file is intact."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, OutputError) or error.errno not in WRITE_ERRNOS:
+            raise
+        raise OutputError(
+            f'Cannot write {path}: {error.strerror or error} '
+            f'({error.filename or path}); its previous version, if any, is '
+            'unchanged. Free space, fix the permissions or pick another '
+            'output path.') from None
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (a config's SyntaxError names the
+    file and line)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return (f'{error.filename}, line {error.lineno}: {error.msg}: fix '
+                'the syntax of the config.')
+    if isinstance(error, ImportError):
+        cause: Optional[BaseException] = error
+        while cause is not None and not getattr(cause, 'name', None):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            return (f'no module named {cause.name!r} (the custom_imports of '
+                    'the config, or a package that is not installed): '
+                    'install it or fix the name.')
+    return ' '.join(str(error).split())
+
+
+#: errno values of a file the user named that cannot be read as asked.
+READ_ERRNOS = frozenset((errno.ENOENT, errno.EISDIR, errno.ENOTDIR))
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` means "change your command, config or file":
+    one of :data:`USER_ERRORS`, or an ``OSError`` about a named file
+    (missing, a folder, no space or permission; or without an errno: a
+    file in an unsupported format, as mmengine's config loader and
+    Pillow raise)."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    return isinstance(error, OSError) and (
+        error.errno is None or error.errno in READ_ERRNOS | WRITE_ERRNOS)
 
 
 def user_errors_as_messages(entry: Callable[..., T]) -> Callable[..., T]:
     """Wrap the ``main`` of a tool: a user error (:data:`USER_ERRORS`)
-    exits with status 2 and one line ``<tool>: error (<type>): <sentence>``
-    instead of a traceback. Every tool's ``main`` goes through it."""
+    exits with status 2 and exactly one line ``<tool>: error (<type>):
+    <sentence>`` on stderr instead of a traceback. Every tool's ``main``
+    goes through it."""
 
     @functools.wraps(entry)
     def wrapper(*args, **kwargs) -> T:
         try:
             return entry(*args, **kwargs)
-        except USER_ERRORS as error:
-            if os.environ.get('MMSAOL_DEBUG'):
+        except (*USER_ERRORS, OSError) as error:
+            if os.environ.get('MMSAOL_DEBUG') or not is_user_error(error):
                 raise
             name = osp.basename(sys.argv[0]) or entry.__name__
-            print(f'{name}: error ({type(error).__name__}): {error}\n'
-                  '(set MMSAOL_DEBUG=1 for the traceback)', file=sys.stderr)
+            print(f'{name}: error ({type(error).__name__}): '
+                  f'{_one_line(error)} (MMSAOL_DEBUG=1 shows the '
+                  'traceback)', file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper

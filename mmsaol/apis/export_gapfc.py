@@ -34,8 +34,12 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope, Registry
 from mmpretrain import registry as mmpretrain_registry
 
-from mmsaol.apis.cli import add_model_args, user_errors_as_messages
-from mmsaol.compat.checkpoint import safe_torch_load
+from mmsaol.apis.cli import add_model_args, user_errors_as_messages, writing
+from mmsaol.compat.checkpoint import (
+    check_weights,
+    safe_torch_load,
+    state_dict_of,
+)
 from mmsaol.compat.config import (
     DATALOADERS,
     TypeTable,
@@ -44,6 +48,8 @@ from mmsaol.compat.config import (
     resolve_config,
     walk_config,
 )
+from mmsaol.deploy.export import checked_dataset_meta
+from mmsaol.engine import atomic_path, atomic_write
 from mmsaol.model_configs import STOCK_MODEL_TYPES, gapfc_twin
 
 #: mmsaol types and the stock mmpretrain/mmengine type that replaces each in
@@ -318,7 +324,8 @@ def _require_gapfc(state_dict: Dict[str, torch.Tensor]) -> None:
             'model.')
 
 
-def gapfc_state_dict(state_dict: Dict[str, torch.Tensor], model_cfg: dict
+def gapfc_state_dict(state_dict: Dict[str, torch.Tensor], model_cfg: dict,
+                     source: Optional[str] = None
                      ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Weights of the stock GAP-FC model from a SAOL state dict.
 
@@ -332,6 +339,7 @@ def gapfc_state_dict(state_dict: Dict[str, torch.Tensor], model_cfg: dict
             prefix is removed).
         model_cfg (dict): config of the stock model
             (:func:`stock_model_config`).
+        source (str, optional): the checkpoint file, for messages.
 
     Returns:
         Tuple[dict, List[str]]: the new state dict, and the backbone keys of
@@ -348,6 +356,13 @@ def gapfc_state_dict(state_dict: Dict[str, torch.Tensor], model_cfg: dict
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = mmpretrain_registry.MODELS.build(copy.deepcopy(model_cfg))
     wanted = model.state_dict()
+    # Values checked under the checkpoint's own names (finite, dense,
+    # floating-point where the model is).
+    references = {k: wanted[k] for k in state_dict
+                  if k.startswith('backbone.') and k in wanted}
+    references.update({f'head.gapfc.{k}': wanted[f'head.fc.{k}']
+                       for k in ('weight', 'bias')})
+    check_weights(state_dict, references, source)
     new = {k: v.detach().cpu().clone() for k, v in state_dict.items()
            if k.startswith('backbone.') and k in wanted}
     new['head.fc.weight'] = state_dict['head.gapfc.weight'].detach().cpu()
@@ -406,9 +421,12 @@ def export_gapfc(config: str,
     cfg = load_config(config, cfg_options)
     model_cfg = stock_model_config(cfg)
     source = safe_torch_load(checkpoint, map_location='cpu')
-    source_meta = source.get('meta') or {}
-    weights, dropped = gapfc_state_dict(source.get('state_dict', source),
-                                        model_cfg)
+    source_meta = source.get('meta') if isinstance(source, dict) else None
+    source_meta = source_meta if isinstance(source_meta, dict) else {}
+    if 'dataset_meta' in source_meta:
+        checked_dataset_meta(source_meta['dataset_meta'], checkpoint)
+    weights, dropped = gapfc_state_dict(state_dict_of(source, checkpoint),
+                                        model_cfg, checkpoint)
 
     os.makedirs(out_dir, exist_ok=True)
     new_cfg, data_dirs, dropped_fields = stock_config(
@@ -429,8 +447,11 @@ def export_gapfc(config: str,
     name = osp.splitext(osp.basename(config))[0] + '_gapfc'
     config_path = osp.join(out_dir, f'{name}.py')
     checkpoint_path = osp.join(out_dir, f'{name}.pth')
-    new_cfg.dump(config_path)
-    torch.save(dict(state_dict=weights, meta=meta), checkpoint_path)
+    # Temporary names, renamed when complete: never a half-written file.
+    with writing(config_path):
+        atomic_write(new_cfg.pretty_text, config_path)
+    with writing(checkpoint_path), atomic_path(checkpoint_path) as temp:
+        torch.save(dict(state_dict=weights, meta=meta), temp)
     return ExportResult(config_path, checkpoint_path, data_dirs,
                         dropped_fields)
 

@@ -16,7 +16,8 @@ from mmengine.config import DictAction
 
 from ..compat.config import resolve_config
 from ..deploy.export import ExportedModel, export_onnx
-from .cli import add_model_args, user_errors_as_messages
+from ..engine import atomic_path
+from .cli import add_model_args, user_errors_as_messages, writing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,11 +64,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> ExportedModel:
     """Export, print what was written, return it."""
     args = parse_args(argv)
-    exported = export_onnx(
-        resolve_config(args.config), args.checkpoint, args.out,
-        head=args.head, topk=args.topk, normalize=not args.no_normalize,
-        input_size=args.input_size, opset=args.opset,
-        cfg_options=args.cfg_options)
+    # Written under a temporary name next to OUT and renamed once checked:
+    # a kill, a full disk or a failed check leaves the previous OUT intact.
+    with writing(args.out), atomic_path(args.out) as temp:
+        exported = export_onnx(
+            resolve_config(args.config), args.checkpoint, temp,
+            head=args.head, topk=args.topk, normalize=not args.no_normalize,
+            input_size=args.input_size, opset=args.opset,
+            cfg_options=args.cfg_options)
+    exported.path = args.out
     height, width = exported.input_size
     print(f'wrote {exported.path} ({osp.getsize(exported.path) / 2**20:.1f} '
           f'MiB, opset {exported.opset}): input `inputs` (N, '

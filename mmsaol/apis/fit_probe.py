@@ -32,9 +32,18 @@ from mmpretrain.registry import MODELS
 import mmsaol  # noqa: F401
 from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.config import load_config
+from mmsaol.deploy.export import load_weights
 
 
 def build(config: str, checkpoint: str, options: dict | None):
+    """The config and the model of ``config`` with the weights of
+    ``checkpoint`` (``'init'``: freshly initialised).
+
+    Args:
+        config (str): Config file.
+        checkpoint (str): Checkpoint file, read by mmsaol's safe loader.
+        options (dict, optional): ``--cfg-options`` overrides.
+    """
     cfg = load_config(config, options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = copy.deepcopy(cfg.model)
@@ -43,8 +52,8 @@ def build(config: str, checkpoint: str, options: dict | None):
     if checkpoint == 'init':
         model.init_weights()
         return cfg, model
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
-    model.load_state_dict(state.get('state_dict', state))
+    # Read as data by the safe loader, values checked, strictly.
+    load_weights(model, checkpoint)
     return cfg, model
 
 

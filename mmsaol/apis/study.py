@@ -46,13 +46,14 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmsaol.apis.cli import user_errors_as_messages
 from mmsaol.checks import check_choice
@@ -262,6 +263,7 @@ def load_study(spec: str) -> Study:
                   fit_options=list(raw.get('fit_options', [])))
     if study.prepare is not None:
         check_choice(study.prepare, DATA_SETS, f'{path}: "prepare"')
+    check_study(study, path)
     if study.baseline is not None:
         study.variant(study.baseline)
     for pair in study.comparisons:
@@ -271,6 +273,68 @@ def load_study(spec: str) -> Study:
         for name in pair:
             study.variant(name)
     return study
+
+
+#: A study name (a folder under the results and work directories).
+SAFE_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')
+#: Settings a study's options may not change: where runs write.
+FORBIDDEN_OPTIONS = ('work_dir', 'resume', 'load_from')
+
+
+def check_options(options: Any, where: str) -> List[str]:
+    """A list of ``--cfg-options`` overrides, checked: ``key=value``
+    strings that are no flag (``--work-dir=...`` would reach the tool's
+    command line) and do not move the run out of the study's folders
+    (:data:`FORBIDDEN_OPTIONS`).
+
+    Raises:
+        ValueError: Naming ``where`` and the entry.
+    """
+    if not isinstance(options, (list, tuple)):
+        raise ValueError(f'{where}: "options" must be a list of key=value '
+                         f'strings, got {options!r}.')
+    for entry in options:
+        key = entry.split('=', 1)[0].strip() if isinstance(entry, str) \
+            else None
+        if key is None or '=' not in entry or not key or \
+                entry.startswith('-') or '\x00' in entry:
+            raise ValueError(
+                f'{where}: option {entry!r} is not a key=value override '
+                '(flags such as --work-dir are not options); write e.g. '
+                'model.head.channels=8.')
+        if key.split('.')[0] in FORBIDDEN_OPTIONS:
+            raise ValueError(
+                f'{where}: option {entry!r} sets {key}, which the study '
+                'chooses (runs stay in its folders); remove it and use '
+                'mmsaol study --work-dir DIR to move all runs.')
+    return list(options)
+
+
+def check_study(study: 'Study', path: str) -> None:
+    """Refuse a study whose names would leave its folders (``name``,
+    variants' ``study``: one folder name each, :data:`SAFE_NAME`) or whose
+    options are no plain overrides (:func:`check_options`).
+
+    Raises:
+        ValueError: Naming the file and the field.
+    """
+    names = [('name', study.name)] + [
+        (f'variants[{i}].study', v.study)
+        for i, v in enumerate(study.variants) if v.study is not None]
+    for field_name, value in names:
+        if not (isinstance(value, str) and SAFE_NAME.fullmatch(value)
+                and value not in ('.', '..') and '..' not in value):
+            raise ValueError(
+                f'Study file {path}: "{field_name}" is {value!r}; it names '
+                'a folder under the results and work directories, so it '
+                'must be letters, digits, ".", "_" or "-" (no "/" or '
+                '"..", at most 100 characters).')
+    for i, variant in enumerate(study.variants):
+        if not isinstance(variant.name, str) or not slug(variant.name):
+            raise ValueError(f'Study file {path}: variants[{i}].name must '
+                             'be a string with a letter or digit.')
+        check_options(variant.options,
+                      f'Study file {path}, variant {variant.name!r}')
 
 
 def _load_tune(raw: Optional[dict], path: str) -> Optional[Tune]:
@@ -557,7 +621,7 @@ def run_study(spec: str, seeds: Optional[Sequence[int]] = None,
             try:
                 metrics = run_variant(variant, seed, work_dir, extra, env,
                                       current.fit_options)
-            except subprocess.CalledProcessError:
+            except (subprocess.CalledProcessError, OSError, ValueError):
                 release_run(work_dir)
                 with lock:
                     state['failed'] += 1
@@ -991,6 +1055,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.study is None:
         raise ValueError('Give a study name (demo, fashion-mnist, '
                          'fashion-mnist-ablation) or a JSON study file.')
+    check_options(args.cfg_options, '--cfg-options')
     if args.table:
         study = load_study(args.study)
     else:
@@ -1003,11 +1068,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not data['results']:
         print(f'No finished runs of study {study.name!r} in '
               f'{args.results_dir}.')
-        return
-    print(markdown_tables(data), end='')
-    if args.readme:
-        update_readme(args.readme, study.name, markdown_tables(data))
-    if study.failed:
+    else:
+        print(markdown_tables(data), end='')
+        if args.readme:
+            update_readme(args.readme, study.name, markdown_tables(data))
+    if study.failed:  # any failed run: a non-zero exit status
         raise SystemExit(1)
 
 

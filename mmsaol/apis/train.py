@@ -29,6 +29,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Train the config of the command line."""
     ours, _, cfg = cli.mmpretrain_setup('train', build_parser(), argv)
     if ours.seed is not None:
+        if not 0 <= ours.seed < 2**32:
+            raise ValueError(f'--seed {ours.seed}: a seed is an int in '
+                             f'0..{2**32 - 1} (numpy takes no other).')
         cfg.randomness = dict(cfg.get('randomness', {}), seed=ours.seed)
     try:
         cli.build_runner(cfg).train()

@@ -20,7 +20,9 @@ from torch.utils.data import DataLoader
 
 from mmsaol.apis.cli import add_model_args, user_errors_as_messages
 from mmsaol.compat.config import build_split, load_config
+from mmsaol.deploy.runtime import check_image_file
 from mmsaol.model_configs import maps_config
+from mmsaol.visualization.gradcam import GRADCAM_METHODS, gradcam_config
 from mmsaol.visualization.maps import (
     SCALES,
     contact_sheet,
@@ -28,6 +30,10 @@ from mmsaol.visualization.maps import (
     render_maps,
     save_png,
 )
+
+#: Map sources of the pictures: the model's own maps (SAOL's attention and
+#: class maps, or a GAP-FC model's CAMs) or the grad-cam package's.
+MAP_SOURCES = ('model', *GRADCAM_METHODS)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
                     '.webp')
@@ -40,17 +46,29 @@ def build_maps_model(config: Union[str, Config],
                      checkpoint: Optional[str] = None,
                      topk: Union[int, str, None] = None,
                      device: str = 'cpu',
-                     cfg_options: Optional[dict] = None) -> torch.nn.Module:
+                     cfg_options: Optional[dict] = None,
+                     map_source: str = 'model') -> torch.nn.Module:
     """Build a model from a config and checkpoint, with maps switched on
-    (see :func:`~mmsaol.model_configs.maps_config`), in evaluation mode.
+    (see :func:`~mmsaol.model_configs.maps_config`), in evaluation mode;
+    with ``map_source`` ``'gradcam'``, ``'gradcam++'`` or ``'layercam'`` a
+    stock classifier draws the grad-cam package's maps instead
+    (:func:`~mmsaol.visualization.gradcam.gradcam_config`).
 
     The returned model carries ``_config`` (the modified config) and
     ``_dataset_meta`` (the classes from the checkpoint, else from the test
     data set), as mmpretrain's ``get_model`` sets them, so it can be handed
     to ``ImageClassificationInferencer``.
     """
-    return get_model(maps_config(load_config(config, cfg_options), topk),
-                     checkpoint, device=device)
+    cfg = load_config(config, cfg_options)
+    if map_source in GRADCAM_METHODS:
+        cfg = gradcam_config(cfg, map_source,
+                             None if topk == 'all' else topk)
+    elif map_source == 'model':
+        cfg = maps_config(cfg, topk)
+    else:
+        raise ValueError(f'map_source must be one of {MAP_SOURCES}, got '
+                         f'{map_source!r}.')
+    return get_model(cfg, checkpoint, device=device)
 
 
 def add_picture_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +106,10 @@ def file_batches(model, paths: Sequence[str]) -> Iterator[NamedBatch]:
     """``(names, batch)`` for image files, through mmpretrain's
     ``ImageClassificationInferencer`` (reads the file, runs the config's
     test pipeline). One image per batch: files may differ in size, and the
-    inferencer stacks a batch."""
+    inferencer stacks a batch. Empty files and headers claiming a huge
+    image are refused before anything is decoded."""
+    for path in paths:
+        check_image_file(path)
     inferencer = ImageClassificationInferencer(model)
     batches = inferencer.preprocess(list(paths), batch_size=1)
     for path, batch in zip(paths, batches):
@@ -189,6 +210,7 @@ def visualize_maps(config: Union[str, Config],
                    batch_size: int = 8,
                    device: str = 'cpu',
                    cfg_options: Optional[dict] = None,
+                   map_source: str = 'model',
                    **kwargs) -> List[str]:
     """Pictures of the maps of image files or of a data split.
 
@@ -204,6 +226,8 @@ def visualize_maps(config: Union[str, Config],
         batch_size (int): Batch size for a split. Defaults to 8.
         device (str): Defaults to ``'cpu'``.
         cfg_options (dict, optional): Overrides merged into the config.
+        map_source (str): ``'model'`` (default: the model's own maps) or
+            ``'gradcam'``, ``'gradcam++'``, ``'layercam'``.
         **kwargs: ``box_thr``, ``scale``, ``sheet``, ``sheet_columns``,
             ``sheet_max``, ``progress`` of :func:`write_map_pictures`.
 
@@ -214,7 +238,7 @@ def visualize_maps(config: Union[str, Config],
         raise ValueError('Give either image files/folders or a split '
                          "(e.g. split='val'), not both and not neither.")
     model = build_maps_model(config, checkpoint, topk=topk, device=device,
-                             cfg_options=cfg_options)
+                             cfg_options=cfg_options, map_source=map_source)
     if split:
         dataset = build_split(model._config, split, num)
         batches, total = split_batches(dataset, split, batch_size), len(
@@ -243,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='with --split: the first NUM images')
     parser.add_argument('--topk', type=int, default=2,
                         help='class maps per image (default 2)')
+    parser.add_argument(
+        '--map', choices=MAP_SOURCES, default='model', dest='map_source',
+        help="maps to draw: 'model' (default: SAOL's attention and class "
+        "maps, or a GAP-FC model's CAMs), or 'gradcam', 'gradcam++', "
+        "'layercam' (grad-cam package, any stock ImageClassifier)")
     add_picture_flags(parser)
     parser.add_argument('--contact-sheet', default=None, metavar='NAME.png',
                         help='also write a contact sheet of the pictures '
@@ -269,6 +298,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
         args.config, args.checkpoint, args.out_dir,
         inputs=args.inputs, split=args.split, num=args.num, topk=args.topk,
         batch_size=args.batch_size, device=args.device,
-        cfg_options=args.cfg_options, box_thr=args.box_thr,
+        cfg_options=args.cfg_options, map_source=args.map_source,
+        box_thr=args.box_thr,
         scale=args.scale, sheet=args.contact_sheet,
         sheet_columns=args.sheet_columns, sheet_max=args.sheet_max)

@@ -65,8 +65,10 @@ from mmengine.logging.history_buffer import HistoryBuffer
 __all__ = [
     'DEFAULT_MAX_EXPANSION', 'MAX_EXPANSION_ENV', 'MAX_NESTING',
     'SAFE_GLOBALS', 'CorruptCheckpointError', 'UnsafeCheckpointError',
+    'UnusableWeightsError', 'check_container', 'check_weights',
     'install_safe_checkpoint_loader', 'load_from_http_safe',
-    'load_from_local_safe', 'loaded_from', 'max_expansion', 'safe_torch_load'
+    'load_from_local_safe', 'loaded_from', 'max_expansion',
+    'safe_torch_load', 'state_dict_of', 'weight_problem'
 ]
 
 FileLike = Union[str, 'os.PathLike[str]', IO[bytes]]
@@ -109,6 +111,12 @@ class UnsafeCheckpointError(RuntimeError):
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint file is truncated, damaged or not a checkpoint."""
+
+
+class UnusableWeightsError(ValueError):
+    """A checkpoint loads, but its weights cannot stand for the model's:
+    not a state dict of tensors, or values that are not finite, dense
+    floating-point numbers where the model has floating-point weights."""
 
 
 class _Refused(Exception):
@@ -921,6 +929,133 @@ def _translate_errors(name: str) -> Iterator[None]:
         raise _corrupt_error(name, exc) from None
 
 
+# --- the weights ---------------------------------------------------------
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """The class of a dtype: what copying a value into it preserves."""
+    if dtype.is_floating_point:
+        return 'floating-point'
+    if dtype.is_complex:
+        return 'complex'
+    return 'boolean' if dtype == torch.bool else 'integer'
+
+
+def weight_problem(value: Any, reference: torch.Tensor) -> str | None:
+    """Why a checkpoint entry cannot stand for the model's ``reference``
+    tensor of the same name, or None.
+
+    mmengine copies whatever has the right shape: a numpy array, a tensor
+    on the meta device (no values), a sparse tensor, int8 codes into
+    float32 weights, NaN.
+
+    Args:
+        value: The checkpoint's entry (untrusted).
+        reference (torch.Tensor): The model's tensor of that name.
+
+    Returns:
+        str | None: e.g. ``'holds 3 of 8 values that are NaN or inf'``.
+    """
+    if not isinstance(value, torch.Tensor):
+        kind = type(value)
+        return f'is a {kind.__module__}.{kind.__qualname__}, not a tensor'
+    if value.layout != torch.strided:
+        return f'is a {value.layout} tensor, not a dense one'
+    if value.is_meta:
+        return 'is on the meta device (it holds no values)'
+    if _kind(value.dtype) != _kind(reference.dtype):
+        return (f'is {value.dtype} ({_kind(value.dtype)}) where the model '
+                f'has {reference.dtype} ({_kind(reference.dtype)})')
+    if value.is_floating_point() or value.is_complex():
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            return f'holds {bad} of {value.numel()} values that are NaN or inf'
+    return None
+
+
+def state_dict_of(checkpoint: Any, name: str | None = None) -> dict:
+    """The state dict of a loaded checkpoint (its ``state_dict``, or the
+    checkpoint itself), checked to map names to values.
+
+    Args:
+        checkpoint: What the safe loader returned.
+        name (str, optional): The file, for the message.
+
+    Returns:
+        dict: The state dict.
+
+    Raises:
+        UnusableWeightsError: The checkpoint or its ``state_dict`` is no
+            dict, or has a key that is not a string.
+    """
+    where = f'The checkpoint {name!r}' if name else 'The checkpoint'
+    fix = ('Re-save the trained model with torch.save({"state_dict": '
+           'model.state_dict()}, path), or use another checkpoint.')
+    if not isinstance(checkpoint, dict):
+        raise UnusableWeightsError(
+            f'{where} holds a {type(checkpoint).__name__}, not a dict of '
+            f'weights. {fix}')
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, dict):
+        raise UnusableWeightsError(
+            f"{where} has a 'state_dict' that is a {type(state).__name__}, "
+            f'not a dict of weights. {fix}')
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        raise UnusableWeightsError(
+            f'{where} has a state_dict key {_short(odd)} that is a '
+            f'{type(odd).__name__}, not a parameter name. {fix}')
+    return state
+
+
+def check_weights(state: dict, wanted: dict, name: str | None = None
+                  ) -> None:
+    """Refuse checkpoint entries that fit a model tensor by name (after
+    mmengine's ``module.`` prefix removal) but not by content
+    (:func:`weight_problem`).
+
+    Args:
+        state (dict): The checkpoint's state dict (:func:`state_dict_of`).
+        wanted (dict): The model's ``state_dict()``.
+        name (str, optional): The file, for the message.
+
+    Raises:
+        UnusableWeightsError: Naming the file and the first such entry.
+    """
+    given = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    bad = [(key, problem) for key, reference in wanted.items()
+           if key in given and isinstance(reference, torch.Tensor)
+           for problem in [weight_problem(given[key], reference)] if problem]
+    if not bad:
+        return
+    where = f'The checkpoint {name!r}' if name else 'The checkpoint'
+    key, problem = bad[0]
+    more = f' ({len(bad) - 1} more entries too)' if len(bad) > 1 else ''
+    raise UnusableWeightsError(
+        f'{where} does not hold usable values: {key} {problem}{more}. '
+        'mmengine would copy it into the model as it is. Re-save the '
+        'trained model with torch.save({"state_dict": '
+        'model.state_dict()}, path) (tensors, float weights), or use '
+        'another checkpoint.')
+
+
+def _checked_load_to_model(stock: Any) -> Any:
+    """mmengine's ``_load_checkpoint_to_model`` with :func:`check_weights`
+    first (every model built from a file: ``load_checkpoint``, mmpretrain's
+    ``get_model`` / ``inference_model``, ``Runner.load_checkpoint``)."""
+
+    def load_to_model(model, checkpoint, strict=False, logger=None,
+                      revise_keys=[(r'^module\.', '')]):
+        name = loaded_from(checkpoint)
+        check_weights(state_dict_of(checkpoint, name), model.state_dict(),
+                      name)
+        return stock(model, checkpoint, strict, logger, revise_keys)
+
+    load_to_model._checks_weights = True  # type: ignore[attr-defined]
+    load_to_model.__wrapped__ = stock  # type: ignore[attr-defined]
+    return load_to_model
+
+
 # --- loaders --------------------------------------------------------------
 
 
@@ -948,6 +1083,7 @@ def safe_torch_load(filename_or_fileobj: FileLike,
     """
     name = _file_name(filename_or_fileobj)
     bound = max_expansion()
+    _check_is_file(filename_or_fileobj, name)
     with _translate_errors(name), \
             _checked_file(filename_or_fileobj, bound) as file:
         try:
@@ -964,6 +1100,38 @@ def safe_torch_load(filename_or_fileobj: FileLike,
     return result
 
 
+def _check_is_file(filename_or_fileobj: FileLike, name: str) -> None:
+    """Refuse a path that names a directory (``open`` would raise
+    ``IsADirectoryError``)."""
+    if isinstance(filename_or_fileobj, (str, os.PathLike)) and \
+            os.path.isdir(filename_or_fileobj):
+        raise CorruptCheckpointError(
+            f'Cannot read checkpoint {name!r}: it is a directory, not a '
+            'checkpoint file; pass the .pth file itself.')
+
+
+def check_container(path: str) -> None:
+    """Check a checkpoint's zip container without reading its records:
+    readable central directory, records inside the file, declared sizes
+    within :func:`max_expansion` times the file size. Cheap (reads the
+    directory and the local headers), so a zip bomb is refused at once.
+
+    Args:
+        path (str): The checkpoint file (torch's zip format; other files
+            pass).
+
+    Raises:
+        UnsafeCheckpointError: The records declare too many bytes.
+        CorruptCheckpointError: The container is damaged.
+    """
+    _check_is_file(path, path)
+    with _translate_errors(path), open(path, 'rb') as file:
+        size = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        if file.read(4) == b'PK\x03\x04':
+            _zip_records(file, size, max_expansion())
+
+
 def load_from_local_safe(filename: str,
                          map_location: MapLocation = None) -> Any:
     """mmengine's ``load_from_local`` with :func:`safe_torch_load`.
@@ -976,6 +1144,7 @@ def load_from_local_safe(filename: str,
         The loaded checkpoint.
     """
     filename = os.path.expanduser(filename)
+    _check_is_file(filename, filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return safe_torch_load(filename, map_location=map_location)
@@ -1049,3 +1218,10 @@ def install_safe_checkpoint_loader() -> None:
                            load_from_http_safe,
                            force=True)
     mmengine_checkpoint.load_from_http = load_from_http_safe
+    # Weight values are checked wherever a model is built from a file
+    # (mmengine's runner imported the function by name).
+    from mmengine.runner import runner as mmengine_runner
+    for module in (mmengine_checkpoint, mmengine_runner):
+        stock = module._load_checkpoint_to_model
+        if not getattr(stock, '_checks_weights', False):
+            module._load_checkpoint_to_model = _checked_load_to_model(stock)

@@ -124,24 +124,65 @@ def load_model(config: Union[str, Config],
     cfg = maps_config(load_config(config, cfg_options))
     model = get_model(cfg, device='cpu')
     if checkpoint is not None:
-        if not osp.isfile(checkpoint) and '://' not in checkpoint:
-            raise FileNotFoundError(f'Checkpoint {checkpoint!r} not found.')
-        try:
-            loaded = load_checkpoint(model, checkpoint, map_location='cpu',
-                                     strict=True, logger='silent')
-        except RuntimeError as error:
-            if 'do not match exactly' not in str(error):
-                raise
-            detail = ' '.join(str(error).split())
-            detail = detail if len(detail) < 400 else detail[:400] + ' ...'
-            raise ValueError(
-                f'The checkpoint {checkpoint} does not fit the config '
-                f'({detail}); export it with the config it was trained with.'
-            ) from None
+        loaded = load_weights(model, checkpoint)
         meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}
-        if meta.get('dataset_meta'):
-            model._dataset_meta = meta['dataset_meta']
+        classes = meta.get('dataset_meta') if isinstance(meta, dict) \
+            else None
+        if classes:
+            model._dataset_meta = checked_dataset_meta(classes, checkpoint)
     return model.eval()
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> dict:
+    """Load a checkpoint into ``model`` strictly, through mmsaol's safe
+    loader (values checked: finite, dense, floating-point where the model
+    is).
+
+    Args:
+        model (nn.Module): The model.
+        checkpoint (str): The file (or URL).
+
+    Returns:
+        dict: The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: The checkpoint does not fit the model or holds unusable
+            values (one sentence naming the file).
+    """
+    if not osp.exists(checkpoint) and '://' not in checkpoint:
+        raise FileNotFoundError(f'Checkpoint {checkpoint!r} not found.')
+    try:
+        return load_checkpoint(model, checkpoint, map_location='cpu',
+                               strict=True, logger='silent')
+    except RuntimeError as error:
+        if 'do not match exactly' not in str(error) and \
+                'No state_dict found' not in str(error):
+            raise
+        detail = ' '.join(str(error).split())
+        detail = detail if len(detail) < 400 else detail[:400] + ' ...'
+        raise ValueError(
+            f'The checkpoint {checkpoint} does not fit the config '
+            f'({detail}); use it with the config it was trained with.'
+        ) from None
+
+
+def checked_dataset_meta(meta: Any, source: str) -> dict:
+    """A checkpoint's ``meta['dataset_meta']``, checked: a dict whose
+    ``classes`` (if any) is a list of strings.
+
+    Raises:
+        ValueError: Naming the file and the field.
+    """
+    classes = meta.get('classes') if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or classes is not None and not (
+            isinstance(classes, (list, tuple))
+            and all(isinstance(c, str) for c in classes)):
+        raise ValueError(
+            f"The checkpoint {source}: meta['dataset_meta'] must be a dict "
+            "whose 'classes' is a list of class names; re-save it with "
+            'plain class names or drop that field.')
+    return meta
 
 
 def _size_of(value: Any) -> Optional[Tuple[int, int]]:

@@ -14,6 +14,7 @@ from .hooks import (
     NonFiniteLossHook,
     ResumeError,
     SafeResumeHook,
+    atomic_path,
     atomic_write,
     checkpoint_problem,
     install_safe_resume_hook,
@@ -25,6 +26,7 @@ install_safe_resume_hook()
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook',
     'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'ResumeError', 'SafeResumeHook', 'WorkDirError', 'atomic_write',
-    'checkpoint_problem', 'install_safe_resume_hook', 'work_dir_error'
+    'ResumeError', 'SafeResumeHook', 'WorkDirError', 'atomic_path',
+    'atomic_write', 'checkpoint_problem', 'install_safe_resume_hook',
+    'work_dir_error'
 ]

@@ -42,7 +42,8 @@ def work_dir_error(error: OSError, work_dir: str) -> Optional[WorkDirError]:
 
     Returns:
         WorkDirError | None: None when ``error`` is not about writing: its
-        errno is not one of :data:`NO_SPACE` and :data:`DENIED`, or a
+        errno is not one of :data:`NO_SPACE`, :data:`DENIED` and
+        ``EISDIR`` (a folder at a file's name), or a
         permission error names no file in (or above) the work dir.
     """
     work_dir = osp.abspath(work_dir)
@@ -55,6 +56,11 @@ def work_dir_error(error: OSError, work_dir: str) -> Optional[WorkDirError]:
             'space on that device or pick another folder with --work-dir '
             'DIR; the checkpoints already written are complete, so '
             '--resume continues from the last one.')
+    if error.errno == errno.EISDIR and names:
+        return WorkDirError(
+            f'Cannot write {names[0]}: a folder of that name is in the way '
+            f'(work dir {work_dir}). Move or rename the folder, or pick '
+            'another folder with --work-dir DIR.')
     touched = [n for n in names if _touches(n, work_dir)]
     if error.errno in DENIED and touched:
         return WorkDirError(

@@ -3,7 +3,12 @@ the first non-finite loss, a check that a loaded checkpoint fits the model,
 and a resume that reads checkpoints as data and restores the random state.
 Registered in mmpretrain's ``HOOKS`` registry."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook, checkpoint_problem
-from .atomic_file import AtomicLocalBackend, atomic_write, is_temp_file
+from .atomic_file import (
+    AtomicLocalBackend,
+    atomic_path,
+    atomic_write,
+    is_temp_file,
+)
 from .checkpoint_match_hook import CheckpointMatchHook, CheckpointMismatchError
 from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .safe_resume_hook import (
@@ -15,6 +20,6 @@ from .safe_resume_hook import (
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook',
     'CheckpointMismatchError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'ResumeError', 'SafeResumeHook', 'atomic_write', 'checkpoint_problem',
-    'install_safe_resume_hook', 'is_temp_file'
+    'ResumeError', 'SafeResumeHook', 'atomic_path', 'atomic_write',
+    'checkpoint_problem', 'install_safe_resume_hook', 'is_temp_file'
 ]

@@ -13,6 +13,7 @@ from mmpretrain.registry import HOOKS
 from ...compat.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
+    check_container,
     safe_torch_load,
 )
 from .atomic_file import atomic_write, is_temp_file
@@ -43,6 +44,12 @@ def checkpoint_problem(path: str) -> Optional[str]:
         return 'it does not exist'
     if osp.getsize(path) == 0:
         return 'it is empty'
+    try:  # the declared sizes first: a zip bomb is refused at once
+        check_container(path)
+    except CorruptCheckpointError:
+        return 'it is truncated or damaged'
+    except UnsafeCheckpointError:
+        return None  # loading it fails with that clear error
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -210,8 +217,11 @@ class AtomicCheckpointHook(CheckpointHook):
             if is_remote(folder) or not osp.isdir(folder):
                 continue
             for name in os.listdir(folder):
-                if is_temp_file(name):
-                    os.remove(osp.join(folder, name))
+                path = osp.join(folder, name)
+                # Only files: a folder of that name is not our leftover.
+                if is_temp_file(name) and osp.isfile(path) and \
+                        not osp.islink(path):
+                    os.remove(path)
         stale = runner.message_hub.get_info('stale_best_ckpts')
         if isinstance(stale, list) and stale:
             current = set(self._best_paths().values()) \

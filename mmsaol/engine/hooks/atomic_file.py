@@ -17,16 +17,19 @@ does not replace mmengine's default backend for local paths.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import os.path as osp
 import re
 import secrets
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
-__all__ = ['AtomicLocalBackend', 'atomic_write', 'is_temp_file']
+__all__ = ['AtomicLocalBackend', 'atomic_path', 'atomic_write',
+           'is_temp_file']
 
 PathLike = Union[str, Path]
 
@@ -55,34 +58,40 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
-def atomic_write(data: Union[bytes, str], filepath: PathLike,
-                 encoding: str = 'utf-8') -> None:
-    """Write ``data`` to ``filepath`` so that the file is never partial.
+@contextlib.contextmanager
+def atomic_path(filepath: PathLike) -> Iterator[str]:
+    """A temporary path in ``filepath``'s folder to write the file under;
+    on success it is flushed to disk and renamed over ``filepath``, on an
+    error (or a kill) ``filepath`` keeps its previous version and the
+    temporary file is removed.
 
-    Creates the parent directory when missing. The temporary file gets the
-    permissions a plain ``open(filepath, 'w')`` would give (``0o666`` minus
-    the umask).
+    For writers that want a path rather than bytes (``torch.onnx.export``,
+    ``torch.save``, ``Config.dump``). Creates the parent directory when
+    missing; the file gets the permissions a plain ``open(filepath, 'w')``
+    would give (``0o666`` minus the umask).
 
     Args:
-        data (bytes | str): the whole content; ``str`` is encoded.
-        filepath (str | Path): the target path.
-        encoding (str): encoding of a ``str``. Defaults to ``'utf-8'``.
+        filepath (str | Path): The target path.
+
+    Yields:
+        str: The temporary path (created empty).
     """
-    payload = data.encode(encoding) if isinstance(data, str) else data
     filepath = os.fspath(filepath)
     dirname = osp.dirname(osp.abspath(filepath))
     os.makedirs(dirname, exist_ok=True)
+    if osp.isdir(filepath):
+        raise IsADirectoryError(errno.EISDIR, 'a folder is in the way',
+                                filepath)
     temp = osp.join(
         dirname, f'.{osp.basename(filepath)}.{os.getpid()}.'
         f'{secrets.token_hex(4)}.tmp')
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as error:
         raise _naming(error, filepath) from error
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(payload)
-            f.flush()
+        yield temp
+        with open(temp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(temp, filepath)
     except BaseException as error:
@@ -94,6 +103,21 @@ def atomic_write(data: Union[bytes, str], filepath: PathLike,
             raise _naming(error, filepath) from error
         raise
     _fsync_dir(dirname)
+
+
+def atomic_write(data: Union[bytes, str], filepath: PathLike,
+                 encoding: str = 'utf-8') -> None:
+    """Write ``data`` to ``filepath`` so that the file is never partial
+    (:func:`atomic_path`).
+
+    Args:
+        data (bytes | str): the whole content; ``str`` is encoded.
+        filepath (str | Path): the target path.
+        encoding (str): encoding of a ``str``. Defaults to ``'utf-8'``.
+    """
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    with atomic_path(filepath) as temp, open(temp, 'wb') as f:
+        f.write(payload)
 
 
 def _naming(error: OSError, filepath: str) -> OSError:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -10,7 +10,12 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmpretrain.registry import HOOKS
 
-from ...compat.checkpoint import loaded_from
+from ...compat.checkpoint import (
+    UnusableWeightsError,
+    check_weights,
+    loaded_from,
+    state_dict_of,
+)
 
 __all__ = ['CheckpointMismatchError', 'CheckpointMatchHook']
 
@@ -29,37 +34,6 @@ def _shape(tensor) -> Tuple[int, ...]:
 def _listing(items: List[str]) -> str:
     more = f' and {len(items) - SHOWN} more' if len(items) > SHOWN else ''
     return ', '.join(items[:SHOWN]) + more
-
-
-def _kind(dtype: torch.dtype) -> str:
-    """The class of a dtype: what copying a value into it preserves."""
-    if dtype.is_floating_point:
-        return 'floating-point'
-    if dtype.is_complex:
-        return 'complex'
-    return 'boolean' if dtype == torch.bool else 'integer'
-
-
-def _bad_value(value: Any, reference: torch.Tensor) -> Optional[str]:
-    """Why ``value`` cannot stand for the model's ``reference`` tensor
-    (same name and shape), or None.
-
-    mmengine copies whatever has the right shape: a numpy array, a tensor
-    on the meta device (no values), int8 codes into float32 weights, NaN.
-    """
-    if not isinstance(value, torch.Tensor):
-        kind = type(value)
-        return f'is a {kind.__module__}.{kind.__qualname__}, not a tensor'
-    if value.is_meta:
-        return 'is on the meta device (it holds no values)'
-    if _kind(value.dtype) != _kind(reference.dtype):
-        return (f'is {value.dtype} ({_kind(value.dtype)}) where the model '
-                f'has {reference.dtype} ({_kind(reference.dtype)})')
-    if value.is_floating_point() or value.is_complex():
-        bad = int((~torch.isfinite(value)).sum())
-        if bad:
-            return f'holds {bad} of {value.numel()} values that are NaN or inf'
-    return None
 
 
 @HOOKS.register_module()
@@ -113,10 +87,15 @@ class CheckpointMatchHook(Hook):
         model = runner.model
         while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
             model = model.module
-        source = checkpoint.get('state_dict', checkpoint)
+        name = loaded_from(checkpoint) or getattr(runner, '_load_from', None)
+        name = None if name is None else str(name)
+        try:
+            source = state_dict_of(checkpoint, name)
+            check_weights(source, model.state_dict(), name)
+        except UnusableWeightsError as error:
+            raise CheckpointMismatchError(str(error)) from None
         given: Dict[str, torch.Tensor] = {
             re.sub(r'^module\.', '', k): v for k, v in source.items()}
-        self._check_values(runner, checkpoint, given, model.state_dict())
         # Integer buffers (BN's num_batches_tracked) carry no weights.
         wanted = {k: v for k, v in model.state_dict().items()
                   if v.is_floating_point()}
@@ -172,23 +151,3 @@ class CheckpointMatchHook(Hook):
             'weights keep their initial values. That is expected when '
             'fine-tuning with a new head; otherwise the checkpoint comes '
             'from another config.')
-
-    @staticmethod
-    def _check_values(runner, checkpoint: dict, given: Dict[str, Any],
-                      wanted: Dict[str, torch.Tensor]) -> None:
-        """Refuse entries that fit by name and shape but not by content."""
-        bad = [(key, problem) for key, reference in wanted.items()
-               if key in given and _shape(given[key]) == _shape(reference)
-               for problem in [_bad_value(given[key], reference)] if problem]
-        if not bad:
-            return
-        name = loaded_from(checkpoint) or getattr(runner, '_load_from', None)
-        where = f'The checkpoint {str(name)!r}' if name else 'The checkpoint'
-        key, problem = bad[0]
-        more = f' ({len(bad) - 1} more entries too)' if len(bad) > 1 else ''
-        raise CheckpointMismatchError(
-            f'{where} does not hold usable values: {key} {problem}{more}. '
-            'mmengine would copy it into the model as it is. Re-save the '
-            'trained model with torch.save({"state_dict": '
-            'model.state_dict()}, path) (tensors, float weights), or use '
-            'another checkpoint.')

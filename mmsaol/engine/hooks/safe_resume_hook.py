@@ -8,6 +8,7 @@ import os.path as osp
 from numbers import Real
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -54,6 +55,11 @@ def _check_pointer(runner) -> None:
     """Refuse a ``last_checkpoint`` that holds no text: mmengine's
     ``find_latest_checkpoint`` would fail with ``UnicodeDecodeError``."""
     pointer = osp.join(runner.work_dir, POINTER)
+    if osp.isdir(pointer):
+        raise ResumeError(
+            f'--resume: {pointer} is a folder, not the file naming the last '
+            'checkpoint. Move it away, or resume from a checkpoint you '
+            'have with --resume PATH.')
     if not osp.isfile(pointer):
         return
     try:
@@ -78,6 +84,15 @@ def _is_step(value: Any) -> bool:
         value >= 0
 
 
+def _real_buffer(buffer: Any) -> bool:
+    """Whether a logged history holds real numbers (a complex or other
+    value from a file would fail the loggers' JSON writes later)."""
+    histories = [getattr(buffer, name, None)
+                 for name in ('_log_history', '_count_history')]
+    return all(isinstance(h, np.ndarray) and h.dtype.kind in 'biuf'
+               for h in histories)
+
+
 def sanitize_checkpoint(checkpoint: Any, runner) -> List[str]:
     """Remove from a loaded checkpoint what no run may take from it.
 
@@ -94,6 +109,7 @@ def sanitize_checkpoint(checkpoint: Any, runner) -> List[str]:
       checkpoint folder (:func:`own_checkpoint`), ``best_score*`` values
       that are not numbers, and ``keep_ckpt_ids`` entries that are not step
       numbers: the checkpoint hook deletes the files they name.
+    - logged scalars (``log_scalars``) that are not real numbers.
 
     Args:
         checkpoint: the loaded checkpoint (a dict).
@@ -111,6 +127,11 @@ def sanitize_checkpoint(checkpoint: Any, runner) -> List[str]:
         meta.pop('config', None)
         meta.pop('cfg', None)
     hub = checkpoint.get('message_hub')
+    scalars = hub.get('log_scalars') if isinstance(hub, dict) else None
+    if isinstance(scalars, dict):
+        for key in [k for k, v in scalars.items() if not _real_buffer(v)]:
+            dropped.append(f'log_scalars[{key!r}] (not real numbers)')
+            del scalars[key]
     info = hub.get('runtime_info') if isinstance(hub, dict) else None
     if not isinstance(info, dict):
         return dropped
@@ -247,9 +268,10 @@ class SafeResumeHook(Hook):
             # testing read the weights): nothing to tell.
             return
         for entry in dropped:
+            why = '.' if entry.startswith('log_scalars') else \
+                ': no file it names is deleted.'
             runner.logger.warning(
-                f'Ignoring {entry} from the loaded checkpoint: no file it '
-                'names is deleted.')
+                f'Ignoring {entry} from the loaded checkpoint{why}')
         source = _resume_source(runner)
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) \
             else None
@@ -263,7 +285,7 @@ class SafeResumeHook(Hook):
                     f'saved, or start from its weights with '
                     f'load_from={source}.')
         seed = meta.get('seed')
-        if seed is not None and not _is_step(seed):
+        if seed is not None and not (_is_step(seed) and seed < 2**32):
             runner.logger.warning(f"Ignoring meta['seed']={seed!r} of "
                                   f'{source}: not a seed.')
             del meta['seed']
