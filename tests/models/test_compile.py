@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from test_pyramidnet import fake_data_config
+from test_pyramidnet import CONFIGS, fake_data_config
 
 from mmsaol.models.heads.functional import (
     log_class_softmax,
@@ -134,7 +135,7 @@ def test_compiled_training_has_the_losses_of_eager(tmp_path, target,
 
 # ---------------------------------------------------------------- explain
 def tiny_model(**head) -> torch.nn.Module:
-    cfg = Config.fromfile('configs/pyramidnet20_saol_cifar100.py')
+    cfg = Config.fromfile(osp.join(CONFIGS, 'pyramidnet20_saol_cifar100.py'))
     model = copy.deepcopy(cfg.model.to_dict())
     model['data_preprocessor'] = cfg.data_preprocessor.to_dict()
     model['backbone'].update(BACKBONE)
