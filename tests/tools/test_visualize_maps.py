@@ -1,5 +1,6 @@
 """tools/visualize_maps.py: image files, a folder and a data split, with a
-SAOL checkpoint and with a GAP-FC checkpoint (drawn as CAM)."""
+SAOL checkpoint and with a GAP-FC checkpoint (drawn as CAM, Grad-CAM or
+Grad-CAM++)."""
 import importlib.util
 import os.path as osp
 
@@ -86,6 +87,25 @@ def test_split_of_the_config(tmp_path, checkpoints, config, scale, width):
         '00000.png', '00001.png', '00002.png']
     for path in written:
         assert png_size(path) == (width, 250)
+
+
+@pytest.mark.parametrize('method', ['gradcam', 'gradcam++'])
+def test_gradcam_pictures_of_a_gapfc_model(tmp_path, checkpoints, method):
+    # Image files have no label: one map per picture (the top class), on
+    # the grad-cam package's [0, 1] scale with its colour bar.
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(
+        tmp_path / 'grey.png')
+    written = load_tool('visualize_maps').main([
+        'configs/gapfc_demo.py', checkpoints['gapfc_demo'],
+        str(tmp_path / 'grey.png'), '--map', method, '--topk', '1',
+        '--box-thr', '0.5', '--out-dir', str(tmp_path / 'out')])
+    assert [osp.basename(p) for p in written] == ['grey.png']
+    assert png_size(written[0]) == (2 * 200 + 80, 250)
+    with pytest.raises(SystemExit):  # SAOL models draw their own maps
+        load_tool('visualize_maps').main([
+            'configs/saol_demo.py', checkpoints['saol_demo'],
+            str(tmp_path / 'grey.png'), '--map', method,
+            '--out-dir', str(tmp_path / 'out')])
 
 
 def test_inputs_or_split_not_both(checkpoints):
