@@ -925,7 +925,8 @@ def markdown_tables(data: dict) -> str:
                          for k in WSOL_KEYS]
                 loc.append(f'| {name} | {MAP_NAMES.get(kind, kind)} | ' +
                            ' | '.join(cells) + ' |')
-    text = '\n'.join(top1)
+    # No accuracy rows yet (a tuned study with open grids): no table.
+    text = '\n'.join(top1) if len(top1) > 2 else ''
     pairs = ['| variant | compared with | Δ top-1 [95% CI] |',
              '|---|---|---|']
     for name, reference in data.get('comparisons', []):
@@ -944,7 +945,7 @@ def markdown_tables(data: dict) -> str:
     for table in extra_tables:
         if table:
             text += '\n\n' + table.rstrip('\n')
-    return text + '\n'
+    return text.lstrip('\n') + '\n'
 
 
 def readme_block(name: str) -> Tuple[str, str]:

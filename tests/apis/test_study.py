@@ -165,6 +165,9 @@ def test_tuned_study_chooses_on_validation(tmp_path):
     data = st.write_results(study, str(results))
     assert data['results']['A']['top1/default'] == {'0': 70.0, '1': 72.0}
     assert data['tuning']['chosen'] == {'A': 0.1}
+    # Before any variant has its chosen runs: the tuning table alone.
+    assert st.markdown_tables(dict(results={}, tuning=data['tuning'])
+                              ).startswith('| variant | lr 0.05 | lr 0.1 |')
     assert data['tuning']['val_top1'] == {
         'A': {'0.05': 80.0, '0.1': 85.0}, 'B': {'0.05': 60.0}}
     tables = st.markdown_tables(st.read_results(
