@@ -104,7 +104,8 @@ def tools(arg: str) -> str:
                  tool.summary[1:] + '.']
         if tool.extra:
             lines[-1] += (f' Needs `pip install "mmsaol[{tool.extra}]"`.')
-        lines += ['', f'```{{autofunction}} {tool.module}.{tool.function}',
+        lines += ['', '```{eval-rst}',
+                  f'.. autofunction:: {tool.module}.{tool.function}',
                   '```', '']
         build = getattr(module, 'build_parser', None)
         if build is not None:
