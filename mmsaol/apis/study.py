@@ -59,11 +59,19 @@ from mmsaol.apis.cli import user_errors_as_messages
 from mmsaol.checks import check_choice
 from mmsaol.compat.config import mim_root
 
-#: WSOL metrics kept in the study (see ``WSOLMetric``).
-WSOL_KEYS = ('gt_known_loc', 'max_box_acc', 'max_box_acc_v2', 'peak_in_box')
+#: WSOL metrics kept in the study, in the columns of its localisation table
+#: (see ``WSOLMetric``: the standard protocol of Choe et al., CVPR 2020, then
+#: the extra GT-known loc at threshold 0.2 and the pointing game).
+WSOL_KEYS = ('max_box_acc_v2', 'max_box_acc_v2_iou30', 'max_box_acc_v2_iou50',
+             'max_box_acc_v2_iou70', 'max_box_acc', 'gt_known_loc',
+             'peak_in_box')
+#: The key whose presence marks a map scored by the standard protocol (older
+#: records, scored otherwise, lack it and are run again).
+WSOL_RECORD_KEY = 'max_box_acc_v2_iou30'
 HEAD_NAMES = {'default': '', 'saol': 'SAOL', 'gapfc': 'GAP-FC branch'}
 MAP_NAMES = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
-             'cam': 'CAM'}
+             'cam': 'CAM', 'gradcam': 'Grad-CAM', 'gradcam++': 'Grad-CAM++',
+             'layercam': 'Layer-CAM'}
 #: Data a study prepares before its first run (``"prepare"``,
 #: ``--prepare``), by :func:`prepare_data`.
 DATA_SETS = ('fashion-mnist', 'clutter-canvas')
@@ -82,7 +90,8 @@ class Variant:
         heads (Sequence[str | None]): Heads to test: None (the config's
             default output), ``'saol'`` or ``'gapfc'`` (``--head``).
         maps (Sequence[str]): Maps scored by ``mmsaol wsol``
-            (``'attention'``, ``'class'``, ``'cam'``); empty for data
+            (``'attention'``, ``'class'``, ``'cam'``, ``'gradcam'``,
+            ``'gradcam++'``, ``'layercam'``); empty for data
             without boxes.
         study (str, optional): Share the runs of this variant in another
             study (same name and definition there): e.g. an ablation's
@@ -183,7 +192,8 @@ DEMO_STUDY = Study(
     description='demo data set (DigitsCanvas), configs/saol_demo.py schedule',
     baseline='GAP-FC + CutMix',
     variants=[
-        Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py', maps=('cam', )),
+        Variant('GAP-FC + CutMix', 'configs/gapfc_demo.py',
+                maps=('cam', 'gradcam', 'gradcam++')),
         Variant('SAOL + CutMix', 'configs/saol_demo.py', SAOL_OFF,
                 maps=('attention', 'class')),
         Variant('SAOL + CutMix + self-sup. (label maps, L)',
@@ -430,7 +440,7 @@ def load_record(path: str, variant: Variant,
             and record.get('extra_options', []) == list(extra)
             and all(f'top1/{h or "default"}' in record.get('metrics', {})
                     for h in variant.heads)
-            and all(f'{m}/{WSOL_KEYS[0]}' in record.get('metrics', {})
+            and all(f'{m}/{WSOL_RECORD_KEY}' in record.get('metrics', {})
                     for m in variant.maps))
     return record if same else None
 
@@ -905,8 +915,9 @@ def markdown_tables(data: dict) -> str:
     top1 = ['| variant | output | top-1 (%) | per seed | '
             f'Δ vs {base_name or "baseline"} [95% CI] |',
             '|---|---|---|---|---|']
-    loc = ['| variant | map | GT-known loc (%) | MaxBoxAcc (%) | '
-           'MaxBoxAccV2 (%) | peak in box (%) |', '|---|---|---|---|---|---|']
+    loc = ['| variant | map | MaxBoxAccV2 (%) | IoU 30 | IoU 50 | IoU 70 | '
+           'MaxBoxAcc (%) | GT-known loc (%) | peak in box (%) |',
+           '|---|---|---|---|---|---|---|---|---|']
     for name, rows in results.items():
         for key, per_seed in rows.items():
             kind, what = key.split('/', 1)
@@ -920,7 +931,7 @@ def markdown_tables(data: dict) -> str:
                 top1.append(f'| {name} | {output} | '
                             f'{fmt_mean_std(list(per_seed.values()))} | '
                             f'{cells} | {diff} |')
-            elif what == WSOL_KEYS[0]:
+            elif what == WSOL_RECORD_KEY:
                 cells = [fmt_mean_std(list(rows[f'{kind}/{k}'].values()))
                          for k in WSOL_KEYS]
                 loc.append(f'| {name} | {MAP_NAMES.get(kind, kind)} | ' +
