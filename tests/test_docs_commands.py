@@ -16,8 +16,6 @@ placeholders in brackets are ```text blocks):
   parser for ``train``/``test``) accepts the flags, and the config the
   command names builds with mmengine's ``Config``; commands that need a
   trained checkpoint, data or a GPU are not run;
-- ``mmsaol study NAME --table``: run, it prints the study's tables from its
-  committed records;
 - ``bash tools/SCRIPT.sh CONFIG ...`` (environment variables before it
   allowed): the script exists and the config builds;
 - ``mim train|test|run mmsaol ...``: openmim runs the same scripts and
@@ -33,12 +31,10 @@ from __future__ import annotations
 
 import glob
 import importlib
-import io
 import os.path as osp
 import re
 import shlex
 import sys
-from contextlib import redirect_stdout
 from typing import List, Tuple
 
 import pytest
@@ -137,15 +133,6 @@ def check_tool(argv: List[str]) -> None:
         assert 'model' in cfg
         return
     parsed = module.build_parser().parse_args(args)
-    if tool.name == 'study' and parsed.table:
-        out = io.StringIO()
-        with redirect_stdout(out):
-            module.main(args)
-        from mmsaol.apis import study
-        data = study.read_results(osp.join(REPO, 'results', parsed.study,
-                                           'results.json'))
-        assert study.markdown_tables(data).strip() in out.getvalue()
-        return
     config = getattr(parsed, 'config', None)
     if config and config.endswith('.py'):
         check_config(config)
