@@ -34,11 +34,7 @@ from hostile_files import (
 from mmengine.runner import Runner
 
 from mmsaol.apis import entry
-from mmsaol.compat.checkpoint import (
-    UnsafeCheckpointError,
-    UnusableWeightsError,
-    check_container,
-)
+from mmsaol.compat.checkpoint import UnsafeCheckpointError
 from mmsaol.engine import CheckpointMatchHook, CheckpointMismatchError
 from mmsaol.engine.hooks.atomic_checkpoint_hook import checkpoint_problem
 from mmsaol.engine.hooks.safe_resume_hook import sanitize_checkpoint
@@ -242,6 +238,7 @@ def test_resume_check_refuses_a_zip_bomb_without_inflating(tmp_path,
                                                            monkeypatch):
     """checkpoint_problem (the auto-resume check) reads only the central
     directory of a bomb: ZipFile.read/testzip are never reached."""
+    from mmsaol.compat.checkpoint import check_container
     bomb = zip_bomb(tmp_path / 'epoch_1.pth', records=64, size=2**20)
 
     def inflating(*args, **kwargs):
@@ -258,6 +255,8 @@ def test_resume_check_refuses_a_zip_bomb_without_inflating(tmp_path,
 def test_get_model_and_the_inferencer_refuse_nan_weights(setup, tmp_path):
     from mmengine.config import Config
     from mmpretrain.apis import ImageClassificationInferencer, get_model
+
+    from mmsaol.compat.checkpoint import UnusableWeightsError
     bad = str(nan_weights(tmp_path / 'nan.pth', setup['state']))
     cfg = Config.fromfile(setup['config'])
     for call in (lambda: get_model(cfg, pretrained=bad),
