@@ -63,9 +63,11 @@ class ShakeDrop(DropPath):
     ``beta ~ U[beta_range]`` (see :func:`shake_drop`). Choices, each after
     the paper:
 
-    - coefficients are drawn per image, not per batch (the paper's best
-      "image-level" setting; owruby/shake-drop_pytorch draws one gate per
-      batch);
+    - ``b``, ``alpha`` and ``beta`` are drawn per image: ``alpha`` and
+      ``beta`` as in owruby/shake-drop_pytorch (the paper's summary also
+      allows one per element), the gate per image rather than that
+      implementation's one gate per batch, so the images of a batch are
+      perturbed independently;
     - ``alpha ~ U[-1, 1]``, ``beta ~ U[0, 1]`` (the paper's recommended
       ranges for PyramidNet);
     - at test time the branch is multiplied by the expectation of the
