@@ -1,0 +1,73 @@
+"""What maps cost (mmsaol benchmark --maps): the model behind every row,
+the maps each timed step produces, and the ratio arithmetic (no timing is
+asserted)."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+from mmsaol.apis.map_cost import (
+    GAPFC_FORWARD,
+    MAP_COST_SOURCES,
+    SAOL_FORWARD,
+    map_cost_configs,
+    map_cost_step,
+    map_cost_table,
+)
+
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def rows():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'saol_demo.py'))
+    return map_cost_configs(cfg.model.to_dict(), MAP_COST_SOURCES)
+
+
+def test_rows_models_and_bases(rows):
+    assert list(rows) == [SAOL_FORWARD, GAPFC_FORWARD, 'SAOL attention A',
+                          'SAOL class map A·Y', 'CAM', 'Grad-CAM',
+                          'Grad-CAM++', 'Layer-CAM']
+    types = {name: (cfg['type'], cfg['head']['type'])
+             for name, (cfg, _) in rows.items()}
+    assert types[SAOL_FORWARD] == ('SAOLClassifier', 'SAOLHead')
+    assert types['CAM'] == ('ImageClassifier', 'CAMHead')
+    assert types['Grad-CAM'] == ('GradCAMClassifier', 'LinearClsHead')
+    assert {rows[n][1] for n in ('SAOL attention A', 'SAOL class map A·Y')} \
+        == {SAOL_FORWARD}
+    assert {rows[n][1] for n in ('CAM', 'Grad-CAM', 'Layer-CAM')} == {
+        GAPFC_FORWARD}
+    with pytest.raises(ValueError, match='--maps source'):
+        map_cost_configs(rows[SAOL_FORWARD][0], ['eigencam'])
+
+
+@pytest.mark.parametrize('name,maps', [
+    (SAOL_FORWARD, set()), (GAPFC_FORWARD, set()),
+    ('SAOL attention A', {'attention_map', 'class_maps'}),
+    ('CAM', {'class_maps'}), ('Grad-CAM++', {'class_maps'})])
+def test_each_step_produces_its_maps(rows, name, maps):
+    torch.manual_seed(0)
+    model = MODELS.build(rows[name][0]).eval()
+    samples = map_cost_step(model, 2, (40, 40), 'cpu')()
+    assert len(samples) == 2
+    for sample in samples:
+        assert {k for k in ('attention_map', 'class_maps')
+                if k in sample} == maps
+        if maps:  # the top class only, as a user draws it
+            assert sample.class_map_labels.tolist() == [
+                int(sample.pred_label)]
+
+
+def test_table_ratios():
+    ips = {SAOL_FORWARD: 100.0, GAPFC_FORWARD: 125.0,
+           'SAOL attention A': 99.0, 'Grad-CAM': 25.0}
+    bases = {SAOL_FORWARD: SAOL_FORWARD, GAPFC_FORWARD: GAPFC_FORWARD,
+             'SAOL attention A': SAOL_FORWARD, 'Grad-CAM': GAPFC_FORWARD}
+    assert map_cost_table(ips, bases) == [
+        [SAOL_FORWARD, '100.0', '1.000', '1.000'],
+        [GAPFC_FORWARD, '125.0', '1.000', '1.250'],
+        ['SAOL attention A', '99.0', '0.990', '0.990'],
+        ['Grad-CAM', '25.0', '0.200', '0.250']]
