@@ -17,7 +17,6 @@ from mmsaol.apis.map_cost import (
     map_cost_table,
 )
 
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
