@@ -250,8 +250,6 @@ def variant_model_config(setup: Setup, name: str,
                 train_cfg=train_cfg, **setup.classifier_kwargs)
 
 
-
-
 def _optim_wrapper(setup: Setup, model: nn.Module) -> OptimWrapper:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
                                 weight_decay=1e-4)
@@ -448,7 +446,6 @@ def ratios(results: Sequence[VariantResult]) -> Dict[str, Dict[str, float]]:
     return {r.name: {key: getattr(r, key) / getattr(base, key)
                      for key, *_ in _metrics(results)}
             for r in results}
-
 
 
 def results_table(results: Sequence[VariantResult]) -> str:
