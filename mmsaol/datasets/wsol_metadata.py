@@ -40,8 +40,11 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 __all__ = ['WSOLMetadataDataset', 'WSOLMetadataError', 'WSOLRecord',
-           'read_wsol_metadata', 'write_wsol_metadata']
+           'read_image_folder', 'read_localization', 'read_wsol_metadata',
+           'write_wsol_metadata']
 
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
+                    '.webp')
 METADATA_FILES = ('image_ids.txt', 'class_labels.txt', 'image_sizes.txt',
                   'localization.txt')
 
@@ -119,6 +122,91 @@ def check_box(box: Sequence[int], size: Optional[Tuple[int, int]],
             'and height - 1); fix the box or the image size.')
 
 
+def _record(records: Dict[str, WSOLRecord], path: str, number: int,
+            image_id: str) -> WSOLRecord:
+    if image_id not in records:
+        raise _fail(path, number, f'image id {image_id!r} is not among the '
+                    'images of the split (image_ids.txt, or the image '
+                    'folder); the files of a split must list the same images')
+    return records[image_id]
+
+
+def read_localization(path: str, records: Dict[str, WSOLRecord]) -> None:
+    """Add the boxes or masks of a ``localization.txt`` to the records
+    (nothing when the file does not exist).
+
+    Args:
+        path (str): The file.
+        records (Dict[str, WSOLRecord]): The split's records by image id,
+            changed in place (boxes are checked against their sizes).
+    """
+    if not osp.isfile(path):
+        return
+    kind = None
+    for number, fields in _rows(path):
+        this = {5: 'boxes', 3: 'masks'}.get(len(fields))
+        if this is None or (kind is not None and this != kind):
+            raise _fail(path, number, 'expected "<image id>,<x0>,<y0>,'
+                        '<x1>,<y1>" (boxes) or "<image id>,<mask file>,'
+                        '<ignore file>" (masks) on every line')
+        kind = this
+        item = _record(records, path, number, fields[0])
+        if kind == 'boxes':
+            box = tuple(_ints(path, number, fields[1:], 'box corners'))
+            check_box(box, item.size, f'{path}, line {number}')
+            item.boxes.append(box)
+        elif item.masks:
+            if fields[2]:
+                raise _fail(path, number, 'only the first line of an image '
+                            'names its ignore file; leave the third field '
+                            'empty on later lines')
+            item.masks.append(fields[1])
+        else:
+            item.masks.append(fields[1])
+            item.ignore = fields[2] or None
+
+
+def read_image_folder(root: str,
+                      localization: Optional[str] = None
+                      ) -> Tuple[List[str], List[WSOLRecord]]:
+    """Records of an image folder, for data of one's own: one sub-folder
+    per class (labels in the sorted order of the folder names), the images
+    inside it (any depth); boxes or masks from a file in the format of
+    ``localization.txt`` whose ids are paths relative to ``root``.
+
+    Args:
+        root (str): The folder of class folders.
+        localization (str, optional): The boxes/masks file. Defaults to
+            ``root/localization.txt`` when it exists.
+
+    Returns:
+        tuple[list[str], list[WSOLRecord]]: class names and records.
+    """
+    if not osp.isdir(root):
+        raise WSOLMetadataError(f'{root} is not a folder of class folders; '
+                                'give data_root (and metadata_root for the '
+                                'WSOL metadata format).')
+    classes = sorted(d for d in os.listdir(root)
+                     if osp.isdir(osp.join(root, d)))
+    records: Dict[str, WSOLRecord] = {}
+    for label, name in enumerate(classes):
+        for folder, _, files in sorted(os.walk(osp.join(root, name))):
+            for file in sorted(files):
+                if file.lower().endswith(IMAGE_EXTENSIONS):
+                    image_id = osp.relpath(osp.join(folder, file), root)
+                    records[image_id] = WSOLRecord(
+                        image_id.replace(osp.sep, '/'), label)
+    if not records:
+        found = ', '.join(classes) or 'no sub-folder'
+        raise WSOLMetadataError(
+            f'{root} holds no image in class folders ({found}); put the '
+            'images in one folder per class.')
+    records = {r.image_id: r for r in records.values()}
+    read_localization(localization or osp.join(root, 'localization.txt'),
+                      records)
+    return classes, list(records.values())
+
+
 def read_wsol_metadata(folder: str) -> List[WSOLRecord]:
     """Read one split of the WSOL metadata format.
 
@@ -154,11 +242,7 @@ def read_wsol_metadata(folder: str) -> List[WSOLRecord]:
         records[image_id] = WSOLRecord(image_id, -1)
 
     def record(path: str, number: int, image_id: str) -> WSOLRecord:
-        if image_id not in records:
-            raise _fail(path, number, f'image id {image_id!r} is not in '
-                        f'{path_of("image_ids.txt")}; the files of a split '
-                        'must list the same images')
-        return records[image_id]
+        return _record(records, path, number, image_id)
 
     path = path_of('class_labels.txt')
     for number, fields in _rows(path):
@@ -186,30 +270,7 @@ def read_wsol_metadata(folder: str) -> List[WSOLRecord]:
                 raise _fail(path, number, f'size {width}x{height} is empty')
             record(path, number, fields[0]).size = (width, height)
 
-    path = path_of('localization.txt')
-    if osp.isfile(path):
-        kind = None
-        for number, fields in _rows(path):
-            this = {5: 'boxes', 3: 'masks'}.get(len(fields))
-            if this is None or (kind is not None and this != kind):
-                raise _fail(path, number, 'expected "<image id>,<x0>,<y0>,'
-                            '<x1>,<y1>" (boxes) or "<image id>,<mask file>,'
-                            '<ignore file>" (masks) on every line')
-            kind = this
-            item = record(path, number, fields[0])
-            if kind == 'boxes':
-                box = tuple(_ints(path, number, fields[1:], 'box corners'))
-                check_box(box, item.size, f'{path}, line {number}')
-                item.boxes.append(box)
-            elif item.masks:
-                if fields[2]:
-                    raise _fail(path, number, 'only the first line of an '
-                                'image names its ignore file; leave the '
-                                'third field empty on later lines')
-                item.masks.append(fields[1])
-            else:
-                item.masks.append(fields[1])
-                item.ignore = fields[2] or None
+    read_localization(path_of('localization.txt'), records)
     return list(records.values())
 
 
@@ -290,32 +351,46 @@ class WSOLMetadataDataset(BaseDataset):
     when the data set is built (see :func:`read_wsol_metadata`; with
     ``check_files`` also that every image and mask file exists).
 
+    Data of one's own without metadata files: leave ``metadata_root`` out
+    and give an image folder with one sub-folder per class
+    (:func:`read_image_folder`), boxes or masks in a ``localization.txt``
+    of the same format next to the class folders (or ``localization``).
+
     Args:
         data_root (str): Image root: image ids are relative to it.
-        metadata_root (str): The split's metadata folder, e.g.
+        metadata_root (str, optional): The split's metadata folder, e.g.
             ``metadata/CUB/test``; relative paths are taken from the
-            current folder.
+            current folder. None: ``data_root`` is an image folder.
         mask_root (str, optional): Root of the mask files. Defaults to
             ``data_root``.
         check_files (bool): Check that every image (and mask) file exists.
             Defaults to True.
-        classes (Sequence[str], optional): Class names (else the labels'
-            indices, ``num_classes`` = largest label + 1).
+        localization (str, optional): With an image folder, the boxes or
+            masks file (default ``data_root/localization.txt`` if any).
+        classes (Sequence[str], optional): Class names (else the class
+            folders' names, or the labels' indices with ``num_classes`` =
+            largest label + 1).
         **kwargs: Other arguments of mmpretrain's ``BaseDataset``
             (``pipeline``, ``test_mode``, ``indices``...).
     """
 
     def __init__(self,
                  data_root: str,
-                 metadata_root: str,
+                 metadata_root: Optional[str] = None,
                  mask_root: Optional[str] = None,
                  check_files: bool = True,
+                 localization: Optional[str] = None,
                  classes: Optional[Sequence[str]] = None,
                  **kwargs) -> None:
         self.metadata_root = metadata_root
         self.mask_root = data_root if mask_root is None else mask_root
         self.check_files = check_files
-        self._records = read_wsol_metadata(metadata_root)
+        if metadata_root is None:
+            folders, self._records = read_image_folder(data_root,
+                                                       localization)
+            classes = folders if classes is None else classes
+        else:
+            self._records = read_wsol_metadata(metadata_root)
         if classes is None:
             count = max((r.label for r in self._records), default=-1) + 1
             classes = [str(i) for i in range(count)]
@@ -323,6 +398,8 @@ class WSOLMetadataDataset(BaseDataset):
                          classes=tuple(classes), **kwargs)
 
     def _line_of(self, name: str, image_id: str) -> int:
+        if self.metadata_root is None:
+            return 0
         path = osp.join(self.metadata_root, name)
         for number, fields in _rows(path):
             if fields[0] == image_id:

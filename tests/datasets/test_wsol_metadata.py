@@ -58,7 +58,7 @@ def test_reads_masks_as_published_without_final_newline(tmp_path):
     ('localization.txt', '001.a/x_1.jpg,4,6,3,26\n',
      'localization.txt, line 1: box .* is not'),
     ('localization.txt', '003.c/z.jpg,1,1,2,2\n',
-     "localization.txt, line 1: image id '003.c/z.jpg' is not in"),
+     "localization.txt, line 1: image id '003.c/z.jpg' is not among"),
     ('class_labels.txt', '001.a/x_1.jpg,0\n001.a/x_1.jpg,one\n',
      'class_labels.txt, line 2: the label must be integers'),
     ('class_labels.txt', '001.a/x_1.jpg,0\n',
@@ -113,3 +113,29 @@ def test_dataset_missing_mask_file(tmp_path):
                        ".*a_ignore.png' does not exist"):
         DATASETS.build(dict(type='WSOLMetadataDataset',
                             data_root=str(tmp_path), metadata_root=meta))
+
+
+def test_image_folder_of_ones_own(tmp_path):
+    """No metadata files: class folders give the labels (sorted names), a
+    localization.txt next to them the boxes."""
+    for rel in ('cat/a.jpg', 'cat/sub/b.png', 'dog/c.jpg'):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new('RGB', (20, 10)).save(tmp_path / rel)
+    (tmp_path / 'dog' / 'notes.txt').write_text('not an image')
+    (tmp_path / 'localization.txt').write_text(
+        'cat/a.jpg,1,2,5,6\ndog/c.jpg,0,0,19,9\ndog/c.jpg,3,3,4,4')
+    dataset = DATASETS.build(dict(type='WSOLMetadataDataset',
+                                  data_root=str(tmp_path)))
+    assert dataset.CLASSES == ('cat', 'dog') and len(dataset) == 3
+    infos = [dataset.get_data_info(i) for i in range(3)]
+    assert [i['image_id'] for i in infos] == ['cat/a.jpg', 'cat/sub/b.png',
+                                              'dog/c.jpg']
+    assert [i['gt_label'] for i in infos] == [0, 0, 1]
+    assert infos[1]['gt_bbox'].shape == (0, 4)
+    np.testing.assert_array_equal(infos[2]['gt_bbox'],
+                                  [[0, 0, 19, 9], [3, 3, 4, 4]])
+    (tmp_path / 'localization.txt').write_text('cat/zz.jpg,1,2,5,6\n')
+    with pytest.raises(WSOLMetadataError, match="line 1: image id "
+                       "'cat/zz.jpg' is not among the images"):
+        DATASETS.build(dict(type='WSOLMetadataDataset',
+                            data_root=str(tmp_path)))
