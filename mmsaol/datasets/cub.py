@@ -19,13 +19,17 @@ class CUBWithBoxes(CUB):
     """CUB-200-2011 (Wah et al., 2011) with a bounding box per image.
 
     mmpretrain's ``CUB`` with, for every sample, the bird's box from
-    ``bounding_boxes.txt`` as ``gt_bbox`` (``(4,)`` float32, ``x1, y1, x2,
-    y2`` in pixels of the original image, half-open: the file's ``x, y,
-    width, height`` become ``x, y, x + width, y + height``). Weakly-supervised
-    localisation (SAOL paper, Sec. 4) scores maps against these boxes; pack
-    them with ``PackInputs(meta_keys=(..., 'gt_bbox'))``. Class names come
-    from ``classes.txt`` (without the ``001.`` prefix) unless ``metainfo``
-    gives them. The standard layout::
+    ``bounding_boxes.txt`` as ``gt_bbox`` (``(4,)`` float32, ``x0, y0, x1,
+    y1`` in pixels of the original image: the file's ``x, y, width,
+    height`` become ``x, y, x + width, y + height``, the conversion of the
+    WSOL benchmark's CUB metadata, whose protocol then reads the corners as
+    inclusive pixels). Weakly-supervised localisation (SAOL paper, Sec. 4)
+    scores maps against these boxes; pack them with
+    ``PackInputs(meta_keys=(..., 'gt_bbox'))``. This reads CUB's own files
+    and its official train/test split; the benchmark's splits (with the
+    train-fullsup ``val``) come as metadata: ``WSOLMetadataDataset``.
+    Class names come from ``classes.txt`` (without the ``001.`` prefix)
+    unless ``metainfo`` gives them. The standard layout::
 
         CUB_200_2011/
         ├── images/<class folder>/<image>.jpg
