@@ -96,6 +96,21 @@ def test_study_tables_are_the_records(site: str) -> None:
                     assert cell in text, (data['study'], cell)
 
 
+def test_every_recorded_localisation_is_on_the_results_page(
+        site: str) -> None:
+    """Localisation metrics of every study's records are on the page, also
+    those of maps the current study tables leave out."""
+    from mmsaol.apis import study
+    text = page_text(site, 'results')
+    for path in glob.glob(osp.join(REPO, 'results', '*', 'results.json')):
+        data = study.read_results(path)
+        for variant, metrics in data['results'].items():
+            for key in metrics:
+                if key.endswith('/max_box_acc'):
+                    assert record_cell(data, variant, key) in text, (
+                        data['study'], variant, key)
+
+
 def test_api_reference_and_tools(site: str) -> None:
     from mmsaol.apis.entry import TOOLS
     text = page_text(site, 'api')

@@ -8,6 +8,10 @@ Sphinx reads the page, by Markdown made from the package itself:
 - ``study-tables NAME``: the tables of ``results/NAME/results.json`` as
   ``mmsaol study NAME --table`` prints them
   (:func:`mmsaol.apis.study.markdown_tables`);
+- ``recorded-localisation NAME``: the localisation metrics the records of
+  study ``NAME`` hold, for the maps that ``study-tables`` does not show
+  (records scored before the current WSOL protocol, which the study tool
+  no longer tabulates); nothing when it shows them all;
 - ``other-studies``: the tables of every study with records that the page
   does not place with its own ``study-tables`` line (a new study shows up
   before its page text is written);
@@ -65,6 +69,44 @@ def study_tables(name: str) -> str:
     return study.markdown_tables(study.read_results(path))
 
 
+#: Localisation metrics of the records, as the first protocol stored them.
+RECORDED_LOC = (('gt_known_loc', 'GT-known loc (%)'),
+                ('max_box_acc', 'MaxBoxAcc (%)'),
+                ('max_box_acc_v2', 'MaxBoxAccV2 (%)'),
+                ('peak_in_box', 'peak in box (%)'))
+
+
+def recorded_localisation(name: str) -> str:
+    """The records' localisation metrics of the maps that the study's own
+    tables leave out."""
+    from mmsaol.apis import study
+    path = osp.join(REPO, 'results', name, 'results.json')
+    data = study.read_results(path)
+    shown = study.markdown_tables(data)
+    rows = []
+    for variant, metrics in data['results'].items():
+        maps = sorted({key.split('/')[0] for key in metrics
+                       if key.endswith(f'/{RECORDED_LOC[0][0]}')})
+        for kind in maps:
+            label = study.MAP_NAMES.get(kind, kind)
+            if f'| {variant} | {label} |' in shown:
+                continue
+            cells = [study.fmt_mean_std([float(v) for v in
+                                         metrics[f'{kind}/{key}'].values()])
+                     if f'{kind}/{key}' in metrics else '—'
+                     for key, _ in RECORDED_LOC]
+            rows.append(f'| {variant} | {label} | ' + ' | '.join(cells)
+                        + ' |')
+    if not rows:
+        return ''
+    header = ('| variant | map | '
+              + ' | '.join(title for _, title in RECORDED_LOC) + ' |')
+    return ('Localisation as these runs\' records hold it, scored by the '
+            'metric of their time (described above):\n\n'
+            + header + '\n|' + '---|' * (2 + len(RECORDED_LOC)) + '\n'
+            + '\n'.join(rows) + '\n')
+
+
 def other_studies(placed: List[str]) -> str:
     """A section per study with records that is not in ``placed``."""
     from mmsaol.apis import study
@@ -120,6 +162,7 @@ def tools(arg: str) -> str:
 GENERATORS: Dict[str, Callable[[str], str]] = {
     'troubleshooting': troubleshooting,
     'study-tables': study_tables,
+    'recorded-localisation': recorded_localisation,
     'tools': tools,
 }
 
