@@ -7,8 +7,9 @@ placeholders in brackets are ```text blocks):
 
 - the two quick-start commands: command 2 is what ``.ci/run`` runs (the
   line must be there verbatim); command 1's install is checked against the
-  package metadata, and its training runs in CI through
-  ``tests/tools`` (the demo config is built here with the same flags);
+  package metadata, its flags and config are checked here, and
+  ``tests/tools/test_train_test_tools.py`` runs the same entry on the demo
+  config for a few iterations (the full 8 epochs take minutes);
 - ``pip install -e ".[EXTRA]"``: the extra exists in pyproject.toml;
 - ``sphinx-build ...``: the build ``tests/test_docs.py`` runs, same flags;
 - ``mmsaol TOOL ...`` and ``python tools/SCRIPT.py ...``: the tool's own
