@@ -6,7 +6,7 @@ Map sources, each from the model that produces it:
 
 - ``'attention'``, ``'class'``: SAOL's attention map and its class map of
   the top class (Kim, Baek, Kim, CVPR 2020), attached by the SAOL head in
-  its own forward (one pass gives both);
+  its own forward (one pass gives both: one row);
 - ``'cam'``: the class activation map of the top class of the GAP-FC twin
   (same backbone; ``CAMHead``);
 - ``'gradcam'``, ``'gradcam++'``, ``'layercam'``: the grad-cam package's
@@ -29,6 +29,13 @@ from mmengine.config import Config
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from mmsaol.apis.benchmark_measure import (
+    build_quietly,
+    interleaved,
+    markdown_table,
+    measure,
+    throughput,
+)
 from mmsaol.checks import check_choice
 from mmsaol.model_configs import gapfc_twin, maps_config
 from mmsaol.visualization.gradcam import GRADCAM_METHODS, gradcam_config
@@ -37,7 +44,10 @@ from mmsaol.visualization.gradcam import GRADCAM_METHODS, gradcam_config
 MAP_COST_SOURCES = ('attention', 'class', 'cam', *GRADCAM_METHODS)
 #: Row names of the plain forwards the ratios refer to.
 SAOL_FORWARD, GAPFC_FORWARD = 'SAOL forward', 'GAP-FC forward'
-ROW_NAMES = {'attention': 'SAOL attention A', 'class': 'SAOL class map A·Y',
+#: SAOL's head attaches its attention and class maps in one forward: one
+#: row for both.
+SAOL_MAPS = 'SAOL attention A + class map A·Y'
+ROW_NAMES = {'attention': SAOL_MAPS, 'class': SAOL_MAPS,
              'cam': 'CAM', 'gradcam': 'Grad-CAM', 'gradcam++': 'Grad-CAM++',
              'layercam': 'Layer-CAM'}
 
@@ -122,3 +132,51 @@ def map_cost_table(images_per_s: Dict[str, float],
         rows.append([name, f'{value:.1f}', f'{value / base:.3f}',
                      '—' if saol is None else f'{value / saol:.3f}'])
     return rows
+
+
+def run_map_costs(saol_model: dict, sources: Sequence[str], batch_size: int,
+                  input_size: Tuple[int, int], device: str, warmup: int,
+                  iters: int, repeats: int, clock: str = 'wall',
+                  seed: int = 0) -> dict:
+    """Images/s of every map source and of the plain forwards, timed by the
+    benchmark's loop (:func:`~mmsaol.apis.benchmark_measure.measure`,
+    ``repeats`` timings of ``iters`` batches in rotated order, the median).
+
+    Args:
+        saol_model (dict): The SAOL classifier config.
+        sources (Sequence[str]): Map sources (:data:`MAP_COST_SOURCES`).
+        batch_size (int): Images per batch.
+        input_size (Tuple[int, int]): Height and width.
+        device (str): ``'cpu'`` or ``'cuda[:i]'``.
+        warmup (int): Untimed batches per row first.
+        iters (int): Batches per timing.
+        repeats (int): Timings per row.
+        clock (str): ``'wall'`` or ``'process'``.
+        seed (int): Seed of the weights and images.
+
+    Returns:
+        dict: ``images_per_s`` and ``ratio`` (to the row's plain forward)
+        per row, and the markdown ``table``.
+    """
+    rows = map_cost_configs(saol_model, sources)
+    steps, bases = {}, {}
+    for name, (model_cfg, base) in rows.items():
+        torch.manual_seed(seed)
+        model = build_quietly(model_cfg).to(device).eval()
+        steps[name] = map_cost_step(model, batch_size, input_size, device,
+                                    seed)
+        bases[name] = base
+        for _ in range(warmup):
+            steps[name]()
+    runs = interleaved({name: (lambda step=step: measure(step, iters, clock))
+                        for name, step in steps.items()}, repeats)
+    images_per_s = {name: throughput(runs[name], batch_size)[1]
+                    for name in steps}
+    cells = map_cost_table(images_per_s, bases)
+    return dict(
+        images_per_s=images_per_s,
+        ratio={name: images_per_s[name] / images_per_s[bases[name]]
+               for name in steps},
+        table=markdown_table(['map source', 'images/s',
+                              'vs its plain forward', 'vs SAOL forward'],
+                             cells))

@@ -12,9 +12,11 @@ from mmsaol.apis.map_cost import (
     GAPFC_FORWARD,
     MAP_COST_SOURCES,
     SAOL_FORWARD,
+    SAOL_MAPS,
     map_cost_configs,
     map_cost_step,
     map_cost_table,
+    run_map_costs,
 )
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -27,16 +29,14 @@ def rows():
 
 
 def test_rows_models_and_bases(rows):
-    assert list(rows) == [SAOL_FORWARD, GAPFC_FORWARD, 'SAOL attention A',
-                          'SAOL class map A·Y', 'CAM', 'Grad-CAM',
-                          'Grad-CAM++', 'Layer-CAM']
+    assert list(rows) == [SAOL_FORWARD, GAPFC_FORWARD, SAOL_MAPS, 'CAM',
+                          'Grad-CAM', 'Grad-CAM++', 'Layer-CAM']
     types = {name: (cfg['type'], cfg['head']['type'])
              for name, (cfg, _) in rows.items()}
     assert types[SAOL_FORWARD] == ('SAOLClassifier', 'SAOLHead')
     assert types['CAM'] == ('ImageClassifier', 'CAMHead')
     assert types['Grad-CAM'] == ('GradCAMClassifier', 'LinearClsHead')
-    assert {rows[n][1] for n in ('SAOL attention A', 'SAOL class map A·Y')} \
-        == {SAOL_FORWARD}
+    assert rows[SAOL_MAPS][1] == SAOL_FORWARD
     assert {rows[n][1] for n in ('CAM', 'Grad-CAM', 'Layer-CAM')} == {
         GAPFC_FORWARD}
     with pytest.raises(ValueError, match='--maps source'):
@@ -45,7 +45,7 @@ def test_rows_models_and_bases(rows):
 
 @pytest.mark.parametrize('name,maps', [
     (SAOL_FORWARD, set()), (GAPFC_FORWARD, set()),
-    ('SAOL attention A', {'attention_map', 'class_maps'}),
+    (SAOL_MAPS, {'attention_map', 'class_maps'}),
     ('CAM', {'class_maps'}), ('Grad-CAM++', {'class_maps'})])
 def test_each_step_produces_its_maps(rows, name, maps):
     torch.manual_seed(0)
@@ -70,3 +70,15 @@ def test_table_ratios():
         [GAPFC_FORWARD, '125.0', '1.000', '1.250'],
         ['SAOL attention A', '99.0', '0.990', '0.990'],
         ['Grad-CAM', '25.0', '0.200', '0.250']]
+
+
+def test_run_through_the_benchmark_loop(rows):
+    result = run_map_costs(rows[SAOL_FORWARD][0], ['attention', 'cam'], 2,
+                           (40, 40), 'cpu', warmup=0, iters=1, repeats=1)
+    assert list(result['images_per_s']) == [SAOL_FORWARD, GAPFC_FORWARD,
+                                            SAOL_MAPS, 'CAM']
+    assert all(v > 0 for v in result['images_per_s'].values())
+    assert result['ratio'][SAOL_FORWARD] == result['ratio'][
+        GAPFC_FORWARD] == 1.0
+    assert result['table'].splitlines()[0] == (
+        '| map source | images/s | vs its plain forward | vs SAOL forward |')
