@@ -83,8 +83,10 @@ def _one_line(error: BaseException) -> str:
     return ' '.join(str(error).split())
 
 
-#: errno values of a file the user named that cannot be read as asked.
-READ_ERRNOS = frozenset((errno.ENOENT, errno.EISDIR, errno.ENOTDIR))
+#: errno values of a path the user named that cannot be used as asked
+#: (missing, a folder where a file is read, a file where a folder is made).
+READ_ERRNOS = frozenset((errno.ENOENT, errno.EISDIR, errno.ENOTDIR,
+                         errno.EEXIST))
 
 
 def is_user_error(error: BaseException) -> bool:

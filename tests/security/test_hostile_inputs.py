@@ -435,3 +435,13 @@ def test_seed_out_of_range_names_the_flag(setup, tmp_path, capsys):
     status, err = run(['train', setup['config'], '--seed', 2**40,
                        '--work-dir', tmp_path], capsys)
     assert status == 2 and '--seed' in one_error_line(err, 'train')
+
+
+def test_output_folder_that_is_a_file_is_one_sentence(setup, tmp_path,
+                                                      capsys):
+    taken = tmp_path / 'pictures'
+    taken.write_text('a file, not a folder')
+    status, err = run(['maps', setup['config'], setup['good'],
+                       setup['image'], '--out-dir', taken], capsys)
+    assert status == 2 and 'pictures' in one_error_line(err, 'maps')
+    assert taken.read_text() == 'a file, not a folder'
