@@ -162,7 +162,8 @@ def run_map_costs(saol_model: dict, sources: Sequence[str], batch_size: int,
     steps, bases = {}, {}
     for name, (model_cfg, base) in rows.items():
         torch.manual_seed(seed)
-        model = build_quietly(model_cfg).to(device).eval()
+        # Building changes a config (batch augments): build from a copy.
+        model = build_quietly(copy.deepcopy(model_cfg)).to(device).eval()
         steps[name] = map_cost_step(model, batch_size, input_size, device,
                                     seed)
         bases[name] = base

@@ -1,6 +1,7 @@
 """What maps cost (mmsaol benchmark --maps): the model behind every row,
 the maps each timed step produces, and the ratio arithmetic (no timing is
 asserted)."""
+import copy
 import os.path as osp
 
 import pytest
@@ -49,7 +50,7 @@ def test_rows_models_and_bases(rows):
     ('CAM', {'class_maps'}), ('Grad-CAM++', {'class_maps'})])
 def test_each_step_produces_its_maps(rows, name, maps):
     torch.manual_seed(0)
-    model = MODELS.build(rows[name][0]).eval()
+    model = MODELS.build(copy.deepcopy(rows[name][0])).eval()
     samples = map_cost_step(model, 2, (40, 40), 'cpu')()
     assert len(samples) == 2
     for sample in samples:
