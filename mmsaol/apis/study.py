@@ -1077,7 +1077,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     data = write_results(study, args.results_dir, args.cfg_options)
     if args.out:
         _write_json(args.out, data)
-    if not data['results']:
+    if not data['results'] and not data.get('tuning', {}).get('val_top1'):
         print(f'No finished runs of study {study.name!r} in '
               f'{args.results_dir}.')
     else:
