@@ -51,6 +51,7 @@ from mmsaol.apis.benchmark_measure import (
     throughput,
 )
 from mmsaol.apis.cli import user_errors_as_messages
+from mmsaol.apis.map_cost import MAP_COST_SOURCES, run_map_costs
 from mmsaol.compat.amp import CPUAmpOptimWrapper
 from mmsaol.compat.config import load_config, replace_types
 from mmsaol.deploy.export import require_deploy
@@ -133,6 +134,8 @@ class Setup:
     split: bool = False
     breakdown: bool = False
     train: bool = True
+    compile: bool = False
+    compile_backend: str = 'inductor'
 
 
 def _config_parts(path: str) -> dict:
@@ -212,7 +215,8 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         variants=[v for v in VARIANTS if v in args.variants],
         clock=args.clock, seed=args.seed, split=args.split,
         breakdown=args.breakdown,
-        train=not args.no_train)
+        train=not args.no_train, compile=args.compile,
+        compile_backend=args.compile_backend)
 
 
 def stage_channels(backbone: dict, input_size: Tuple[int, int]
@@ -283,6 +287,8 @@ class VariantResult:
     backbone_s_runs: List[float] = field(default_factory=list)
     head_s_runs: List[float] = field(default_factory=list)
     split_infer_images_per_s: float = math.nan
+    compiled_train_images_per_s: float = math.nan
+    compiled_train_runs: List[float] = field(default_factory=list)
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -360,7 +366,49 @@ def run_benchmark(setup: Setup) -> List[VariantResult]:
                              'breakdown')
         for name, result in results.items():
             result.parts_runs = parts[name]
+    if setup.compile and setup.train:
+        _compiled_training(setup, channels, results)
     return [results[name] for name in setup.variants]
+
+
+#: Warm-up steps of a compiled variant at least: the first compiles, the
+#: second may recompile once (Dynamo then marks the changed sizes dynamic).
+COMPILE_WARMUP = 5
+
+
+def _compiled_training(setup: Setup, channels: Sequence[int],
+                       results: Dict[str, VariantResult]) -> None:
+    """Training images/s of every variant with ``model.train_step``
+    compiled as mmengine's ``compile`` option compiles it
+    (``torch.compile`` of the bound method; ``setup.compile_backend``),
+    after warm-up steps that compile, timed by the same loop as eager
+    training."""
+    benches = {}
+    for name in setup.variants:
+        bench = build_bench(setup, name, channels)
+        bench.model.train_step = torch.compile(
+            bench.model.train_step, backend=setup.compile_backend)
+        bench.train(max(setup.warmup, COMPILE_WARMUP))
+        benches[name] = bench
+        _log(f'[benchmark] compiled {name} ({setup.compile_backend})')
+    runs = _interleaved(setup, benches,
+                        operator.methodcaller('train', setup.iters),
+                        'compiled train')
+    for name, result in results.items():
+        result.compiled_train_runs, result.compiled_train_images_per_s, \
+            _ = throughput(runs[name], setup.batch_size)
+
+
+def compile_table(results: Sequence[VariantResult]) -> str:
+    """Eager against compiled training images/s of every variant, as a
+    markdown table."""
+    return markdown_table(
+        ['variant', 'train img/s eager', 'train img/s compiled',
+         'compiled / eager'],
+        [[r.label, f'{r.train_images_per_s:.1f}',
+          f'{r.compiled_train_images_per_s:.1f}',
+          f'{r.compiled_train_images_per_s / r.train_images_per_s:.3f}']
+         for r in results])
 
 
 def _split_inference(setup: Setup, benches: Dict[str, ModelBench],
@@ -481,6 +529,8 @@ def report(setup: Setup, results: Sequence[VariantResult]) -> dict:
                     'over median of those seconds')),
         variants=[dict(asdict(r), peak_memory_bytes=r.peak_memory_bytes,
                        ratio_to_gapfc=ratios(results)[r.name],
+                       compiled_over_eager=(r.compiled_train_images_per_s
+                                            / r.train_images_per_s),
                        step_parts_s=step_parts(r) if r.parts_runs else None)
                   for r in results])
 
@@ -625,6 +675,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help='instead: ONNX Runtime against PyTorch '
                         'inference images/s of the GAP-FC and SAOL graphs '
                         '(CPU; see mmsaol.apis.benchmark_measure)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time training with model.train_step '
+                        "compiled by torch.compile (as mmengine's "
+                        'compile=True does) and print compiled / eager '
+                        'per variant')
+    parser.add_argument('--compile-backend', default='inductor',
+                        help='torch.compile backend of --compile (default '
+                        'inductor)')
+    parser.add_argument(
+        '--maps', nargs='*', choices=MAP_COST_SOURCES, default=None,
+        metavar='SOURCE',
+        help='also time producing maps on the SAOL model and its GAP-FC '
+        f'twin: images/s of each map source ({", ".join(MAP_COST_SOURCES)}'
+        '; default all), the predicted class\'s map, as ratios to the plain '
+        'forward (fp32; see mmsaol.apis.map_cost)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None,
                         help='write the results as JSON to this file')
@@ -639,6 +704,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.breakdown and (args.no_train or args.onnx):
         parser.error('--breakdown times the parts of a training step; it '
                      'cannot go with --no-train or --onnx')
+    if args.compile and (args.no_train or args.onnx):
+        parser.error('--compile times training steps; it cannot go with '
+                     '--no-train or --onnx')
     return args
 
 
@@ -658,7 +726,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         print(results_table(results), flush=True)
         if setup.breakdown:
             print('\n' + breakdown_table(results), flush=True)
+        if setup.compile:
+            print('\n' + compile_table(results), flush=True)
         data = report(setup, results)
+        if args.maps is not None:
+            maps = run_map_costs(
+                variant_model_config(setup, 'saol', stage_channels(
+                    setup.backbone, setup.input_size)),
+                args.maps or MAP_COST_SOURCES, setup.batch_size,
+                setup.input_size, setup.device, setup.warmup, setup.iters,
+                setup.repeats, setup.clock, setup.seed)
+            print('\n' + maps.pop('table'), flush=True)
+            data['maps'] = maps
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(data, f, indent=2)

@@ -46,6 +46,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from test_pyramidnet import CONFIGS, fake_data_config
 
+from mmsaol.apis import benchmark
 from mmsaol.models.heads.functional import (
     log_class_softmax,
     log_spatial_softmax,
@@ -213,3 +214,31 @@ def test_inductor_compiles_the_output_layer():
         results.append((out, *(leaf.grad for leaf in leaves)))
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_benchmark_reports_compiled_against_eager_training(capsys):
+    """``mmsaol benchmark --compile``: the same run times training with
+    ``model.train_step`` compiled (Dynamo alone here, ``--compile-backend
+    eager``: compiling fast enough for CPU tests) next to eager training,
+    and reports their ratio per variant."""
+    data = benchmark.main([
+        osp.join(CONFIGS, 'saol_demo.py'), '--device', 'cpu', '--threads',
+        '1', '--batch-size', '2', '--input-size', '40', '--iters', '1',
+        '--repeats', '1', '--warmup', '1', '--variants', 'gapfc',
+        'saol', '--compile', '--compile-backend', 'eager'])
+    out = capsys.readouterr().out
+    assert '| variant | train img/s eager | train img/s compiled | ' \
+        'compiled / eager |' in out
+    for variant in data['variants']:
+        eager = variant['train_images_per_s']
+        compiled = variant['compiled_train_images_per_s']
+        assert eager > 0 and compiled > 0 and len(
+            variant['compiled_train_runs']) == 1
+        assert variant['compiled_over_eager'] == pytest.approx(
+            compiled / eager)
+
+
+def test_benchmark_compile_needs_training():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--backbone', 'resnet18', '--compile',
+                              '--no-train'])
