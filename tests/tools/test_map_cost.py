@@ -83,3 +83,15 @@ def test_run_through_the_benchmark_loop(rows):
         GAPFC_FORWARD] == 1.0
     assert result['table'].splitlines()[0] == (
         '| map source | images/s | vs its plain forward | vs SAOL forward |')
+
+
+def test_benchmark_maps_flag(tmp_path):
+    from mmsaol.apis import benchmark
+    data = benchmark.main([
+        osp.join(REPO, 'configs', 'saol_demo.py'), '--input-size', '40',
+        '--batch-size', '2', '--warmup', '0', '--iters', '1', '--repeats',
+        '1', '--variants', 'gapfc', 'saol', '--no-train', '--maps', 'cam',
+        '--out', str(tmp_path / 'bench.json')])
+    assert list(data['maps']['images_per_s']) == [SAOL_FORWARD,
+                                                  GAPFC_FORWARD, 'CAM']
+    assert data['maps']['ratio'][GAPFC_FORWARD] == 1.0
