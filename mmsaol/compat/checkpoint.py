@@ -7,16 +7,18 @@ loaders fail on ``--resume`` and in ``tools/test.py``. The upstream fix,
 ``weights_only=False``, lets a crafted checkpoint run arbitrary code while it
 is being loaded.
 
-This module keeps ``weights_only=True`` and checks a checkpoint in three
-steps, so that a file is data and nothing else:
+This module keeps torch's weights-only unpickler (its allow-list refuses
+code) and adds what torch does not check, so that a file is data and
+nothing else:
 
-1. The container (torch's zip format). Before anything is read, the sizes
-   the records declare may add up to at most
-   :data:`DEFAULT_MAX_EXPANSION` times the file's size (environment
-   variable ``MMSAOL_CHECKPOINT_MAX_EXPANSION`` raises it): a small file
-   cannot make torch allocate or inflate gigabytes. Every record's CRC-32 is
-   verified, for stored records (all torch writes) on the bytes torch reads,
-   so the file is read once.
+1. The container (torch's zip format), read with :mod:`zipfile`. Before
+   anything is read, the sizes the records declare in the zip directory may
+   add up to at most :data:`DEFAULT_MAX_EXPANSION` times the file's size
+   (environment variable ``MMSAOL_CHECKPOINT_MAX_EXPANSION`` raises it): a
+   small file cannot make torch allocate or inflate gigabytes. Every record
+   is then read once, whole, through :mod:`zipfile`, which verifies its
+   CRC-32 (torch loads a file with a flipped data byte silently), and its
+   bytes are handed to torch's unpickler.
 2. The pickle, with torch's weights-only unpickler and the allow-list
    :data:`SAFE_GLOBALS`. Its numpy and mmengine entries are stand-ins that
    accept only what numpy and mmengine write: numpy dtypes of booleans,
@@ -28,9 +30,8 @@ steps, so that a file is data and nothing else:
 3. The result: containers nested at most :data:`MAX_NESTING` deep, no
    container inside itself.
 
-The allow-list is only active inside :func:`safe_torch_load` (through
-torch's process-wide safe-globals list, under a lock), so other
-``torch.load`` users in the process are not affected.
+The allow-list is only active inside :func:`safe_torch_load`, in the thread
+that loads, so other ``torch.load`` users in the process are not affected.
 
 This shim is for mmengine 0.10.7 on torch >= 2.6 and can go when mmengine
 ships allow-listed (``weights_only=True``) checkpoint loading itself and
@@ -52,11 +53,11 @@ import zipfile
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Any, Union
 
 import numpy as np
 import torch
+import torch._weights_only_unpickler as weights_only_unpickler
 import torch.hub
 import torch.serialization
 from mmengine.dist import get_dist_info
@@ -122,8 +123,8 @@ class UnusableWeightsError(ValueError):
 class _Refused(Exception):
     """Raised while loading: the file asks for something not allowed.
 
-    Not a ``pickle.UnpicklingError``, which torch re-raises as a new
-    exception; :func:`_translate_errors` turns it into
+    Not a ``pickle.UnpicklingError`` (``torch.load`` re-raises those as a
+    new exception); :func:`_translate_errors` turns it into
     :class:`UnsafeCheckpointError` naming the file.
     """
 
@@ -406,11 +407,11 @@ def _build_safe_globals() -> list[Any]:
 #: checkpoint, as ``(stand-in, 'name.in.the.pickle')`` pairs: every one is
 #: a checking stand-in for the numpy / mmengine object of that name.
 SAFE_GLOBALS: list[Any] = _build_safe_globals()
-_SAFE_NAMES = frozenset(name for _, name in SAFE_GLOBALS)
-
-# torch keeps the allow-list in one process-wide set, so two threads loading
-# at the same time would remove each other's entries on exit.
-_LOCK = threading.RLock()
+# The stand-ins by the name they answer to in a pickle.
+_STAND_INS = {name: stand_in for stand_in, name in SAFE_GLOBALS}
+# Per thread: how many safe_torch_load calls are running (the allow-list is
+# active while it is > 0).
+_SCOPE = threading.local()
 # Per thread: (id, keys, file name) of the object safe_torch_load returned
 # last (the keys guard against a new object at a reused address).
 _LAST_LOADED = threading.local()
@@ -440,38 +441,44 @@ def _keys(value: Any) -> tuple:
     return tuple(value) if isinstance(value, dict) else ()
 
 
-def _pickle_name(entry: Any) -> str | None:
-    """The name an entry of torch's safe-globals list answers to."""
-    if isinstance(entry, tuple):
-        return entry[1]
-    module = getattr(entry, '__module__', None)
-    qualname = getattr(entry, '__qualname__', None)
-    return f'{module}.{qualname}' if module and qualname else None
+def _user_allowed_globals(stock: Any) -> Any:
+    """torch's lookup of the user allow-list, plus :data:`SAFE_GLOBALS`
+    while :func:`safe_torch_load` runs in the calling thread.
+
+    The stand-ins win over entries others added under the same names
+    (e.g. ``HistoryBuffer`` itself), which would bypass their checks.
+    """
+
+    def user_allowed_globals() -> dict[str, Any]:
+        found = stock()
+        if getattr(_SCOPE, 'depth', 0):
+            found.update(_STAND_INS)
+        return found
+
+    user_allowed_globals.stock = stock  # type: ignore[attr-defined]
+    return user_allowed_globals
 
 
 @contextlib.contextmanager
 def _allow_listed() -> Iterator[None]:
-    """Run ``torch.load(weights_only=True)`` calls with SAFE_GLOBALS.
+    """Let torch's weights-only unpickler use :data:`SAFE_GLOBALS` in this
+    thread until the block ends (reentrant).
 
-    Entries someone else added to torch's list stay, except those under the
-    names of our stand-ins (e.g. ``HistoryBuffer`` itself), which would
-    bypass the checks; on exit ours go and those come back (entries added
-    meanwhile stay).
+    torch keeps its allow-list (``add_safe_globals``, ``safe_globals``) in
+    one process-wide set, so adding ours there would let every other
+    thread's ``torch.load`` use it meanwhile. Instead its lookup function is
+    wrapped once; the wrapper adds ours only in a thread inside this block,
+    and torch's own list is never changed.
     """
-    with _LOCK:
-        before = torch.serialization.get_safe_globals()
-        shadowed = [g for g in before if _pickle_name(g) in _SAFE_NAMES]
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(
-            [g for g in before if g not in shadowed] + SAFE_GLOBALS)
-        try:
-            yield
-        finally:
-            now = torch.serialization.get_safe_globals()
-            torch.serialization.clear_safe_globals()
-            torch.serialization.add_safe_globals(
-                [g for g in now if g not in SAFE_GLOBALS or g in before] +
-                shadowed)
+    lookup = weights_only_unpickler._get_user_allowed_globals
+    if not hasattr(lookup, 'stock'):
+        weights_only_unpickler._get_user_allowed_globals = \
+            _user_allowed_globals(lookup)
+    _SCOPE.depth = getattr(_SCOPE, 'depth', 0) + 1
+    try:
+        yield
+    finally:
+        _SCOPE.depth -= 1
 
 
 # --- the zip container ----------------------------------------------------
@@ -500,209 +507,122 @@ def max_expansion() -> float:
     return bound
 
 
-@dataclass
-class _Record:
-    """One member of a checkpoint's zip archive."""
 
-    name: str
-    start: int  # offset of its data in the file
-    stored_size: int  # bytes in the file
-    size: int  # declared uncompressed size
-    crc: int
-    deflated: bool
-
-    @property
-    def end(self) -> int:
-        return self.start + self.stored_size
-
-
-_LOCAL_HEADER = struct.Struct('<4s22xHH')  # signature, name / extra length
-
-
-def _zip_records(file: IO[bytes], size: int,
-                 bound: float) -> list[_Record]:
-    """The records of a zip archive, checked before anything is read.
+def _checked_archive(file: IO[bytes], bound: float) -> zipfile.ZipFile:
+    """The zip archive of a checkpoint, its directory checked before any
+    record is read.
 
     Raises:
         _Malformed: not a readable zip archive, or a record torch cannot
-            read (compression other than stored / deflated, encrypted,
-            past the end of the file).
+            read (compression other than stored / deflated, encrypted).
         _TooLarge: the declared sizes add up to more than ``bound``
             times the file size.
     """
+    size = file.seek(0, io.SEEK_END)
     try:
-        infos = zipfile.ZipFile(file).infolist()
+        archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
             OSError) as exc:
         raise _Malformed(f'not a readable zip archive ({exc})') from None
+    infos = archive.infolist()
     declared = sum(info.file_size for info in infos)
     if declared > bound * max(size, 1):
         raise _TooLarge(declared, size, bound)
-    records = []
     for info in infos:
-        name = info.filename
-        if info.compress_type not in (zipfile.ZIP_STORED,
-                                      zipfile.ZIP_DEFLATED):
-            raise _Malformed(f'record {name!r} uses compression method '
-                             f'{info.compress_type}, which torch never '
-                             'writes')
-        if info.flag_bits & 0x1:
-            raise _Malformed(f'record {name!r} is encrypted')
         stored = info.compress_type == zipfile.ZIP_STORED
+        if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
+            raise _Malformed(f'record {info.filename!r} uses compression '
+                             f'method {info.compress_type}, which torch '
+                             'never writes')
+        if info.flag_bits & 0x1:
+            raise _Malformed(f'record {info.filename!r} is encrypted')
         if stored and info.compress_size != info.file_size:
-            raise _Malformed(f'record {name!r} is stored with '
+            raise _Malformed(f'record {info.filename!r} is stored with '
                              f'{info.compress_size} bytes but declares '
                              f'{info.file_size}')
-        file.seek(info.header_offset)
-        header = file.read(_LOCAL_HEADER.size)
-        if len(header) < _LOCAL_HEADER.size:
-            raise _Malformed(f'record {name!r} lies past the end of the '
-                             'file')
-        magic, name_length, extra_length = _LOCAL_HEADER.unpack(header)
-        if magic != b'PK\x03\x04':
-            raise _Malformed(f'record {name!r} has no local header')
-        record = _Record(
-            name, info.header_offset + _LOCAL_HEADER.size + name_length +
-            extra_length, info.compress_size, info.file_size, info.CRC,
-            not stored)
-        if record.end > size:
-            raise _Malformed(f'record {name!r} ends past the end of the '
-                             'file')
-        records.append(record)
-    return records
+    return archive
 
 
-def _record_crc(file: IO[bytes], record: _Record) -> int:
-    """CRC-32 of a record's (inflated) data, read in chunks.
-
-    Inflating stops as soon as the output would exceed the declared size.
-    """
-    chunk = 1 << 20
-    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if record.deflated \
-        else None
-    crc = produced = 0
-    file.seek(record.start)
-    left = record.stored_size
-    while left or (inflate is not None and inflate.unconsumed_tail):
-        if inflate is not None and inflate.unconsumed_tail:
-            data = inflate.unconsumed_tail
-        else:
-            data = file.read(min(chunk, left))
-            if not data:
-                raise _Malformed(f'record {record.name!r} is truncated')
-            left -= len(data)
-        if inflate is not None:
-            try:
-                data = inflate.decompress(data, record.size - produced + 1)
-            except zlib.error as exc:
-                raise _Malformed(f'record {record.name!r} does not inflate '
-                                 f'({exc})') from None
-        produced += len(data)
-        if produced > record.size:
-            raise _Malformed(f'record {record.name!r} inflates to more '
-                             f'than its declared {record.size} bytes')
-        crc = zlib.crc32(data, crc)
-    if produced != record.size:
-        raise _Malformed(f'record {record.name!r} holds {produced} bytes, '
-                         f'not its declared {record.size}')
-    return crc
+# Bytes of tensor data copied at a time (zipfile checks the CRC-32 of each).
+_CHUNK = 1 << 20
 
 
-class _CheckedReader(io.RawIOBase):
-    """The checkpoint file as torch reads it, with zip records verified.
+class _Records:
+    """The part of torch's zip reader that ``torch.serialization._load``
+    uses, over a :class:`zipfile.ZipFile`.
 
-    torch reads each stored record with one ``readinto`` at the record's
-    data offset (in order for chunked reads, too): the CRC-32 is computed
-    on those bytes as they pass, so the file is read once. Records torch
-    reads otherwise (deflated ones) or not at all are verified by
-    :meth:`verify_rest`.
+    Each record is read once, whole, through :mod:`zipfile`, which verifies
+    its CRC-32 at the end of the read (and inflates a deflated record only
+    up to its declared size); tensor data goes straight into the storage.
+    :meth:`read_rest` reads the records torch did not ask for.
 
     Args:
-        file: The open binary file (seekable).
-        records: Its zip records (empty for torch's legacy format).
+        archive (zipfile.ZipFile): The checked archive
+            (:func:`_checked_archive`).
     """
 
-    def __init__(self, file: IO[bytes], records: list[_Record]) -> None:
-        super().__init__()
-        self.file = file
-        self.records = records
-        self._by_start = {r.start: r for r in records if not r.deflated}
-        self._verified: set[int] = set()
-        self._bad: list[_Record] = []
-        # The record being read in chunks: (record, next offset, crc).
-        self._running: tuple[_Record, int, int] | None = None
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        names = archive.namelist()
+        # torch names every record '<archive name>/<record>'.
+        self.prefix = names[0].split('/', 1)[0] + '/' if names else ''
+        self.unread = dict.fromkeys(names)
 
-    def readable(self) -> bool:
-        return True
+    def has_record(self, name: str) -> bool:
+        return self.prefix + name in self.archive.NameToInfo
 
-    def seekable(self) -> bool:
-        return True
+    def get_record(self, name: str) -> bytes:
+        return self.read(self.prefix + name)
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self.file.seek(offset, whence)
+    def get_storage_from_record(self, name: str, nbytes: int,
+                                _: Any) -> torch.Tensor:
+        storage = torch.empty(nbytes, dtype=torch.uint8)
+        self.read(self.prefix + name, storage.numpy())
+        return storage
 
-    def tell(self) -> int:
-        return self.file.tell()
+    def read(self, full: str, into: np.ndarray | None = None) -> bytes:
+        """The data of the record ``full``, CRC-checked; written into the
+        byte array ``into`` instead if given (in chunks: no second copy
+        of the record in memory)."""
+        self.unread.pop(full, None)
+        info = self.archive.NameToInfo.get(full)
+        if info is None:
+            raise _Malformed(f'record {full!r} is missing')
+        if into is not None and len(into) != info.file_size:
+            raise _Malformed(f'record {full!r} holds {info.file_size} bytes '
+                             f'where its tensor needs {len(into)}')
+        try:
+            with self.archive.open(info) as stream:
+                if into is None:
+                    data = stream.read()
+                    count = len(data)
+                else:
+                    data, count = b'', 0
+                    while chunk := stream.read(_CHUNK):
+                        into[count:count + len(chunk)] = np.frombuffer(
+                            chunk, np.uint8)
+                        count += len(chunk)
+        except zipfile.BadZipFile as exc:
+            if 'CRC' in str(exc):
+                raise _Malformed(
+                    f'record {full!r} fails its CRC-32 check (the bytes '
+                    'changed since it was written)') from None
+            raise _Malformed(f'record {full!r} is damaged ({exc})') from None
+        except (EOFError, zlib.error) as exc:
+            raise _Malformed(f'record {full!r} is truncated or does not '
+                             f'inflate ({exc})') from None
+        if count != info.file_size:
+            raise _Malformed(f'record {full!r} holds {count} bytes, not its '
+                             f'declared {info.file_size}')
+        return data
 
-    def readinto(self, buffer: Any) -> int:
-        position = self.file.tell()
-        count = self.file.readinto(buffer)
-        if count and self._by_start:
-            self._observe(position, memoryview(buffer).cast('B')[:count])
-        return count
+    def serialization_id(self) -> str:
+        return ''
 
-    def _observe(self, position: int, data: memoryview) -> None:
-        running = self._running
-        if running is not None and running[1] == position:
-            record, _, crc = running
-        else:
-            record = self._by_start.get(position)
-            if record is None:
-                return
-            crc = 0
-        take = min(len(data), record.end - position)
-        crc = zlib.crc32(data[:take], crc)
-        if position + take < record.end:
-            self._running = (record, position + take, crc)
-            return
-        self._running = None
-        self._verified.add(id(record))
-        if crc != record.crc:
-            self._bad.append(record)
-
-    def raise_bad_crc(self) -> None:
-        """Raise :class:`_Malformed` for the first record that failed."""
-        if self._bad:
-            raise _Malformed(f'record {self._bad[0].name!r} fails its '
-                             'CRC-32 check (the bytes changed since it was '
-                             'written)')
-
-    def verify_rest(self) -> None:
-        """Verify the records torch did not read in one pass."""
-        self._bad += [
-            record for record in self.records
-            if id(record) not in self._verified
-            and _record_crc(self.file, record) != record.crc]
-        self.raise_bad_crc()
-
-
-@contextlib.contextmanager
-def _checked_file(filename_or_fileobj: FileLike,
-                  bound: float) -> Iterator[_CheckedReader]:
-    """Open (or wrap) the checkpoint and check its zip records (at most
-    ``bound`` times the file size declared)."""
-    with contextlib.ExitStack() as stack:
-        if isinstance(filename_or_fileobj, (str, os.PathLike)):
-            file = stack.enter_context(open(filename_or_fileobj, 'rb'))
-        else:
-            file = filename_or_fileobj
-        start = file.tell()
-        size = file.seek(0, io.SEEK_END)
-        file.seek(0)
-        records = _zip_records(file, size, bound) if file.read(4) == \
-            b'PK\x03\x04' else []
-        file.seek(start)
-        yield _CheckedReader(file, records)
+    def read_rest(self) -> None:
+        """Read (and so CRC-check) the records torch did not read."""
+        for full in list(self.unread):
+            self.read(full)
 
 
 # --- the loaded object ----------------------------------------------------
@@ -792,10 +712,9 @@ _REFUSAL_PATTERNS = (
     re.compile(r'Can only (?:append|SETITEMS?) '),
     re.compile(r'persistent_load|persistent id'),
 )
-# RuntimeErrors torch raises when weights_only=True cannot load a file that
-# plain pickle could (TorchScript archives, the legacy .tar format).
+# RuntimeErrors torch.load raises when weights_only=True cannot load a
+# legacy file that plain pickle could.
 _WEIGHTS_ONLY_RUNTIME_ERRORS = {
-    'TorchScript': 'TorchScript code (the file is a TorchScript archive)',
     'legacy .tar format': 'the legacy .tar format (torch < 0.4)',
     'weights_only': 'an object outside the allow-list',
     'Weights only load failed': 'an object outside the allow-list',
@@ -855,13 +774,10 @@ def _too_large_error(name: str, exc: _TooLarge) -> UnsafeCheckpointError:
 
 
 def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
-        if size < 1024 or unit == 'GiB':
-            return f'{size:.0f} {unit}' if unit == 'bytes' else \
-                f'{size:.1f} {unit}'
-        size /= 1024
-    raise AssertionError('unreachable')
+    """``count`` bytes in words: ``'512 bytes'``, ``'16.0 MiB'``."""
+    power = min(max(count.bit_length() - 1, 0) // 10, 3)
+    return f'{count} bytes' if not power else \
+        f"{count / 1024 ** power:.1f} {('KiB', 'MiB', 'GiB')[power - 1]}"
 
 
 def _corrupt_error(name: str, exc: BaseException) -> CorruptCheckpointError:
@@ -1084,17 +1000,24 @@ def safe_torch_load(filename_or_fileobj: FileLike,
     name = _file_name(filename_or_fileobj)
     bound = max_expansion()
     _check_is_file(filename_or_fileobj, name)
-    with _translate_errors(name), \
-            _checked_file(filename_or_fileobj, bound) as file:
-        try:
-            with _allow_listed():
-                result = torch.load(file, map_location=map_location,
-                                    weights_only=True, mmap=False)
-        except Exception:
-            # Garbled bytes explain the failure better than its symptom.
-            file.raise_bad_crc()
-            raise
-        file.verify_rest()
+    with contextlib.ExitStack() as stack:
+        if isinstance(filename_or_fileobj, (str, os.PathLike)):
+            file = stack.enter_context(open(filename_or_fileobj, 'rb'))
+        else:
+            file = filename_or_fileobj
+        stack.enter_context(_translate_errors(name))
+        stack.enter_context(_allow_listed())
+        start = file.tell()
+        if file.read(4) == b'PK\x03\x04':
+            records = _Records(_checked_archive(file, bound))
+            result = torch.serialization._load(
+                records, map_location, weights_only_unpickler,
+                weights_only=True, encoding='utf-8')
+            records.read_rest()
+        else:  # torch's legacy format (torch < 1.6): no records to check
+            file.seek(start)
+            result = torch.load(file, map_location=map_location,
+                                weights_only=True, mmap=False)
         result = _finish(result)
     _LAST_LOADED.value = (id(result), _keys(result), name)
     return result
@@ -1112,9 +1035,9 @@ def _check_is_file(filename_or_fileobj: FileLike, name: str) -> None:
 
 def check_container(path: str) -> None:
     """Check a checkpoint's zip container without reading its records:
-    readable central directory, records inside the file, declared sizes
+    readable central directory, records torch can read, declared sizes
     within :func:`max_expansion` times the file size. Cheap (reads the
-    directory and the local headers), so a zip bomb is refused at once.
+    directory only), so a zip bomb is refused at once.
 
     Args:
         path (str): The checkpoint file (torch's zip format; other files
@@ -1126,10 +1049,8 @@ def check_container(path: str) -> None:
     """
     _check_is_file(path, path)
     with _translate_errors(path), open(path, 'rb') as file:
-        size = file.seek(0, io.SEEK_END)
-        file.seek(0)
         if file.read(4) == b'PK\x03\x04':
-            _zip_records(file, size, max_expansion())
+            _checked_archive(file, max_expansion())
 
 
 def load_from_local_safe(filename: str,
