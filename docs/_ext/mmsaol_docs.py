@@ -101,8 +101,10 @@ def recorded_localisation(name: str) -> str:
         return ''
     header = ('| variant | map | '
               + ' | '.join(title for _, title in RECORDED_LOC) + ' |')
-    return ('Localisation as these runs\' records hold it, scored by the '
-            'metric of their time (described above):\n\n'
+    return ('Localisation as these runs\' records '
+            f'(`results/{name}/results.json`) hold it, scored by the '
+            'earlier mmsaol protocol (not the standard one; described '
+            'above), mean ± sample std over seeds:\n\n'
             + header + '\n|' + '---|' * (2 + len(RECORDED_LOC)) + '\n'
             + '\n'.join(rows) + '\n')
 
