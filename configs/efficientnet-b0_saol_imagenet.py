@@ -7,7 +7,7 @@
 # ResNet stages 2-4 at 224 px: layer 3 (40 channels, 28x28), layer 4 (112,
 # 14x14) and layer 6 (1280, 7x7, the map the stock GAP-FC head pools).
 # Narrow SAOL head (channels=64) to stay within the SAOL cost budget on this
-# light backbone (see README "Backbones").
+# light backbone (see docs/backbones.md).
 #   bash tools/dist_train.sh configs/efficientnet-b0_saol_imagenet.py 8
 _base_ = ['mmpretrain::efficientnet/efficientnet-b0_8xb32_in1k.py']
 custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)

@@ -11,7 +11,7 @@
 # replaced by SAOL; its dropout rate is kept as SAOL's (channel-wise) dropout
 # on the fused map before the spatial classifier, and the GAP-FC
 # distillation branch is a single linear layer. Narrow SAOL head
-# (channels=64, see README "Backbones" for the cost).
+# (channels=64, see docs/backbones.md for the cost).
 #   bash tools/dist_train.sh configs/mobilenet-v3-large_saol_imagenet.py 8
 _base_ = ['mmpretrain::mobilenet_v3/mobilenet-v3-large_8xb128_in1k.py']
 custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)

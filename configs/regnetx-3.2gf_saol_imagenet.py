@@ -4,8 +4,8 @@
 # batch: SAOLHead on stages 2-4 (192/432/1008 channels, 28/14/7 grids at
 # 224 px -> 7x7 maps), self-supervision with self-annotated targets and
 # self-distillation into a GAP-FC branch. channels=192 keeps the SAOL head
-# within the SAOL cost budget (256 would add 5.0% parameters, see README
-# "Backbones").
+# within the SAOL cost budget (256 would add 5.0% parameters, see
+# docs/backbones.md).
 #   bash tools/dist_train.sh configs/regnetx-3.2gf_saol_imagenet.py 8
 _base_ = ['mmpretrain::regnet/regnetx-3.2gf_8xb64_in1k.py']
 custom_imports = dict(imports=['mmsaol'], allow_failed_imports=False)

@@ -1,6 +1,6 @@
-"""The package's layering, as README "Package layout" draws it: each part
-imports only from the parts below it, and only ``mmsaol.apis`` holds (and
-imports) the tools' logic."""
+"""The package's layering, as docs/layout.md ("Package layout") draws it:
+each part imports only from the parts below it, and only ``mmsaol.apis``
+holds (and imports) the tools' logic."""
 import ast
 import glob
 import os.path as osp
@@ -9,10 +9,11 @@ from typing import Dict, List, Set
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = osp.join(REPO, 'mmsaol')
 
-#: What each part imports from mmsaol, besides itself (exactly what the
-#: README's "Package layout" draws; a new import updates both). ``version``,
-#: ``troubleshooting``, ``checks`` (argument checks) and ``structures`` (the
-#: data SAOL's components hand each other) sit at the very bottom.
+#: What each part imports from mmsaol, besides itself (exactly what
+#: docs/layout.md ("Package layout") draws; a new import updates both).
+#: ``version``, ``troubleshooting``, ``checks`` (argument checks) and
+#: ``structures`` (the data SAOL's components hand each other) sit at the
+#: very bottom.
 ALLOWED: Dict[str, Set[str]] = {
     'compat': set(),
     'models': set(),

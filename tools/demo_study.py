@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The README's demo tables: ``tools/study.py demo`` (same flags).
+"""The demo tables of docs/results.md ("Demo results"):
+``tools/study.py demo`` (same flags).
 
     python tools/demo_study.py [--seeds 0 1 2] [--jobs 2] [--table]
 """

@@ -7,7 +7,7 @@ default_hooks = dict(
                     save_best='auto'),
 )
 randomness = dict(seed=0, deterministic=False)
-# NaN/inf stop and checkpoint-fit check (see README, Troubleshooting).
+# NaN/inf stop and checkpoint-fit check (see docs/troubleshooting.md).
 custom_hooks = [
     dict(type='NonFiniteLossHook'),
     dict(type='CheckpointMatchHook'),

@@ -4,7 +4,7 @@ ONNX Runtime as in PyTorch.
 Each export traces a full-size backbone: 10-55 s per config, about 5 minutes
 for all of them on a 2-core CPU, so this runs only when asked for
 (``MMSAOL_TEST_EXPORTS=all python -m pytest tests/deploy/
-test_export_backbones.py``); the README ("Deploy with ONNX") records the
+test_export_backbones.py``); docs/deploy.md ("Deploy with ONNX") records the
 last run. The demo models' exports run in every test run
 (``test_export.py``).
 """

@@ -87,13 +87,13 @@ class SAOLHead(ClsHead):
             2-4.
         channels (int): Width each stage map is reduced to before fusion.
             Defaults to 256 (keeps the ResNet-50 head within the cost
-            budget: see README "Cost").
+            budget: see docs/speed.md#cost).
         attention_channels (int, optional): Hidden width of the attention
             branch. Defaults to ``max(channels // 4, 1)``: the branch
             predicts a single channel, and a quarter of the width keeps its
             3x3 context at a sixteenth of the MACs (64 for ResNet-50; its
-            speed and the demo's localisation with it: README "Cost" and
-            "Options").
+            speed and the demo's localisation with it: docs/speed.md#cost
+            and docs/configs.md, "Options and why the defaults").
         attention_kernel_size (int): Kernel of the attention branch's first
             conv. Defaults to 3 (a 3x3 context, "two conv layers").
         attention_input (str): ``'reduced'`` (default) feeds the attention
