@@ -254,9 +254,13 @@ PROBLEMS: Tuple[Problem, ...] = (
         ('does not hold usable values', ),
         'A `state_dict` entry fits the model by name and shape but is a '
         'numpy array, on the meta device, of another dtype class (int8 '
-        'codes for float weights) or NaN/inf; mmengine would copy it as it '
-        'is and the model would predict at chance.',
-        'Re-save the trained model with `torch.save({"state_dict": '
+        'codes for float weights) or NaN/inf (`UnusableWeightsError`: '
+        '`<param> holds N of M values that are NaN or inf` when the '
+        'training diverged or the file was altered); mmengine would copy '
+        'it as it is and the model would predict at chance. Every tool '
+        'and API that builds a model from a file checks this.',
+        'For NaN/inf, use an earlier checkpoint of the run. Otherwise '
+        're-save the trained model with `torch.save({"state_dict": '
         'model.state_dict()}, path)`, or use another checkpoint.'),
     Problem(
         'non_finite_loss',
