@@ -22,6 +22,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmsaol  # noqa: F401  (registers components, safe checkpoint loader)
+from mmsaol import troubleshooting
 from mmsaol.checks import MissingDeployDependency
 from mmsaol.compat import CorruptCheckpointError, UnsafeCheckpointError
 from mmsaol.compat.config import resolve_config
@@ -83,6 +84,14 @@ def _one_line(error: BaseException) -> str:
     return ' '.join(str(error).split())
 
 
+def _fix_hint(message: str) -> str:
+    """`` Fix: <fix>`` of the troubleshooting row whose quoted text
+    occurs in ``message`` (:func:`mmsaol.troubleshooting.match`), on one
+    line; empty when no row quotes it."""
+    row = troubleshooting.match(message)
+    return f' Fix: {" ".join(row.fix.split())}' if row else ''
+
+
 #: errno values of a path the user named that cannot be used as asked
 #: (missing, a folder where a file is read, a file where a folder is made).
 READ_ERRNOS = frozenset((errno.ENOENT, errno.EISDIR, errno.ENOTDIR,
@@ -104,8 +113,9 @@ def is_user_error(error: BaseException) -> bool:
 def user_errors_as_messages(entry: Callable[..., T]) -> Callable[..., T]:
     """Wrap the ``main`` of a tool: a user error (:data:`USER_ERRORS`)
     exits with status 2 and exactly one line ``<tool>: error (<type>):
-    <sentence>`` on stderr instead of a traceback. Every tool's ``main``
-    goes through it."""
+    <sentence>`` on stderr instead of a traceback (with `` Fix: ...`` of
+    the troubleshooting row of the message, when there is one, on the same
+    line). Every tool's ``main`` goes through it."""
 
     @functools.wraps(entry)
     def wrapper(*args, **kwargs) -> T:
@@ -115,9 +125,10 @@ def user_errors_as_messages(entry: Callable[..., T]) -> Callable[..., T]:
             if os.environ.get('MMSAOL_DEBUG') or not is_user_error(error):
                 raise
             name = osp.basename(sys.argv[0]) or entry.__name__
+            message = _one_line(error)
             print(f'{name}: error ({type(error).__name__}): '
-                  f'{_one_line(error)} (MMSAOL_DEBUG=1 shows the '
-                  'traceback)', file=sys.stderr)
+                  f'{message}{_fix_hint(message)} (MMSAOL_DEBUG=1 shows '
+                  'the traceback)', file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper
