@@ -56,6 +56,7 @@ from mmsaol.compat.amp import CPUAmpOptimWrapper
 from mmsaol.compat.config import load_config, replace_types
 from mmsaol.deploy.export import require_deploy
 from mmsaol.deploy.graph import InferenceGraph
+from mmsaol.engine import atomic_write
 from mmsaol.model_configs import GEOMETRY_CUTMIX, gapfc_twin, maps_config
 
 #: name -> (table label, SAOLHead overrides; None for the GAP-FC baseline).
@@ -738,9 +739,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 setup.repeats, setup.clock, setup.seed)
             print('\n' + maps.pop('table'), flush=True)
             data['maps'] = maps
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(data, f, indent=2)
+    if args.out:  # never a half-written record (a kill, a full disk)
+        atomic_write(json.dumps(data, indent=2), args.out)
         _log(f"[benchmark{' --onnx' if args.onnx else ''}] wrote "
              f'{args.out}')
     return data

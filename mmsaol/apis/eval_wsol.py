@@ -30,6 +30,7 @@ from mmsaol.apis.cli import (
 from mmsaol.checks import check_choice
 from mmsaol.compat.config import load_config
 from mmsaol.compat.runtime import adapt_to_host
+from mmsaol.engine import atomic_write
 from mmsaol.model_configs import (
     GAPFC_HEADS,
     SAOL_HEADS,
@@ -198,7 +199,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         print()
         for key, value in metrics.items():
             print(f'{key}: {value:.2f}')
-        if args.out:
-            with open(args.out, 'w') as f:
-                json.dump(metrics, f, indent=2)
+        if args.out:  # never a half-written record (a kill, a full disk)
+            atomic_write(json.dumps(metrics, indent=2), args.out)
     return metrics
