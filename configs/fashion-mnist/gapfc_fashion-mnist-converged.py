@@ -7,7 +7,7 @@
 # images (50,000-51,999: the split that chooses the learning rate), tested
 # on the 10,000 test images.
 #   python tools/study.py --prepare-fashion-mnist    # into data/fashion-mnist
-#   python tools/train.py configs/fashion-mnist/gapfc_fashion-mnist-converged.py
+#   python tools/train.py configs/fashion-mnist/gapfc_fashion-mnist-converged.py  # noqa: E501
 _base_ = ['./gapfc_fashion-mnist.py']
 
 train_dataloader = dict(dataset=dict(indices=4000))
