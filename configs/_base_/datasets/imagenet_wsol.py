@@ -10,60 +10,26 @@
 # (train/<wnid>/..., val/ILSVRC2012_val_...JPEG, val2/...) and the
 # benchmark's metadata/ILSVRC/{train,val,test}/ under
 # data/wsol_metadata/ILSVRC/.
-dataset_type = 'WSOLMetadataDataset'
+
+# Loaders, pipelines and evaluator as in ./cub_wsol.py; only the data's
+# place, the class count and the training crop differ (a value named in a base
+# file is resolved there, so the loaders name the new roots again).
+_base_ = ['./cub_wsol.py']
+
 data_root = 'data/ILSVRC'
 metadata_root = 'data/wsol_metadata/ILSVRC'
-data_preprocessor = dict(
-    num_classes=1000,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-)
-
+data_preprocessor = dict(num_classes=1000)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(224, 224)),
-    dict(type='PackInputs',
-         meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape',
-                    'image_id', 'gt_bbox', 'gt_mask_paths',
-                    'gt_ignore_path')),
-]
 
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/train',
+                 pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/val', test_mode=True,
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/val'))
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/test', test_mode=True,
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
-# WSOLMetric (the standard protocol: MaxBoxAcc, MaxBoxAccV2) reads the class
-# maps the head attaches (model.head.with_maps and maps_topk = the number of
-# classes, set by the model config).
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, 5)),
-    dict(type='WSOLMetric', map='class'),
-]
-test_evaluator = val_evaluator
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/test'))

@@ -10,61 +10,20 @@
 # (train/..., val/..., test/...; the masks next to their images in the
 # benchmark's download) and metadata/OpenImages/{train,val,test}/ under
 # data/wsol_metadata/OpenImages/.
-dataset_type = 'WSOLMetadataDataset'
+
+# Loaders, pipelines and evaluator as in ./cub_wsol.py; only the data's
+# place and the class count differ, and WSOLMetric reports PxAP from the
+# masks (a value named in a base file is resolved there, so the loaders
+# name the new roots again).
+_base_ = ['./cub_wsol.py']
+
 data_root = 'data/OpenImages'
 metadata_root = 'data/wsol_metadata/OpenImages'
-data_preprocessor = dict(
-    num_classes=100,
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True,
-)
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 256)),
-    dict(type='RandomCrop', crop_size=224),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(224, 224)),
-    dict(type='PackInputs',
-         meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape',
-                    'image_id', 'gt_bbox', 'gt_mask_paths',
-                    'gt_ignore_path')),
-]
+data_preprocessor = dict(num_classes=100)
 
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
-)
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/train'))
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/val', test_mode=True,
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/val'))
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(type=dataset_type, data_root=data_root,
-                 metadata_root=metadata_root + '/test', test_mode=True,
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
-# WSOLMetric (the standard protocol: PxAP from the masks) reads the class
-# maps the head attaches (model.head.with_maps and maps_topk = the number of
-# classes, set by the model config).
-val_evaluator = [
-    dict(type='Accuracy', topk=(1, 5)),
-    dict(type='WSOLMetric', map='class'),
-]
-test_evaluator = val_evaluator
+    dataset=dict(data_root=data_root, metadata_root=metadata_root + '/test'))
